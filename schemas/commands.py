@@ -1,0 +1,152 @@
+"""The two commands as pydantic models, and how a raw payload becomes one.
+
+Validation reports the dashboard's exception codes in the dashboard's order of checks: fields are
+declared in that order, pydantic reports errors in field order, and the first error decides.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from schemas.codes import CommandRejected, ExceptionCode
+
+MAX_COMMAND_ID_LENGTH = 200
+_CODES = frozenset(code.value for code in ExceptionCode)
+
+
+class CommandLimits(BaseModel):
+    """Length rules, from settings; defaults are the dashboard's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_username_length: int = 6
+    max_username_length: int = 50
+    min_password_length: int = 6
+    max_password_length: int = 50
+    # Any text field longer than this is refused before it is hashed or looked up.
+    max_field_length: int = 1024
+
+
+def _limits(info: ValidationInfo) -> CommandLimits:
+    context = info.context
+    return context if isinstance(context, CommandLimits) else CommandLimits()
+
+
+def _none_unless_text(value: Any, handler: Any) -> Any:
+    """A requester of the wrong type or empty counts as no requester at all."""
+    if not isinstance(value, str) or not value:
+        return None
+    return handler(value)
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        strict=True,
+        hide_input_in_errors=True,
+        populate_by_name=True,
+    )
+
+    name: ClassVar[str]
+    # Input key -> code reported when that field is absent, empty or of the wrong type.
+    field_codes: ClassVar[dict[str, ExceptionCode]]
+
+    appid: str = Field(min_length=1, max_length=200)
+    command_id: str = Field(min_length=1, max_length=MAX_COMMAND_ID_LENGTH)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_text(cls, value: Any, info: ValidationInfo) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not 0 < len(text) <= _limits(info).max_field_length:
+            raise PydanticCustomError("text_length", "text is empty or longer than allowed")
+        return value
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any], limits: CommandLimits) -> _Command:
+        """Validate a payload, or raise `CommandRejected` with the first rule's code."""
+        try:
+            return cls.model_validate(payload, context=limits)
+        except ValidationError as error:
+            raise CommandRejected(cls._first_code(error)) from None
+
+    @classmethod
+    def _first_code(cls, error: ValidationError) -> ExceptionCode:
+        first = error.errors(include_input=False, include_url=False)[0]
+        if first["type"] in _CODES:
+            return ExceptionCode(first["type"])
+        key = str(first["loc"][0]) if first["loc"] else ""
+        return cls.field_codes.get(key, ExceptionCode.INVALID_PAYLOAD)
+
+
+class ResetSessionKey(_Command):
+    """End every session of an account: a new session key, the key number + 1."""
+
+    name: ClassVar[str] = "reset-session-key"
+    field_codes: ClassVar[dict[str, ExceptionCode]] = {
+        "accountid": ExceptionCode.INVALID_ACCOUNTID,
+    }
+
+    accountid: str
+    # Checked against the account only after the account is found (the dashboard's order).
+    requester_accountid: Annotated[str | None, WrapValidator(_none_unless_text)] = None
+
+
+class ResetAccountPassword(_Command):
+    """Set a new password with a reset code; ends every session and uses up the codes."""
+
+    name: ClassVar[str] = "reset-account-password"
+    field_codes: ClassVar[dict[str, ExceptionCode]] = {
+        "secret-code": ExceptionCode.INVALID_SECRET_CODE,
+        "secret_code": ExceptionCode.INVALID_SECRET_CODE,
+        "username": ExceptionCode.INVALID_USERNAME,
+        "new-password": ExceptionCode.INVALID_PASSWORD,
+        "new_password": ExceptionCode.INVALID_PASSWORD,
+    }
+
+    # Declared in the dashboard's order of checks.
+    secret_code: SecretStr = Field(validation_alias=AliasChoices("secret-code", "secret_code"))
+    username: SecretStr
+    new_password: SecretStr = Field(validation_alias=AliasChoices("new-password", "new_password"))
+
+    @field_validator("username", mode="after")
+    @classmethod
+    def _username_length(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        limits = _limits(info)
+        if not limits.min_username_length <= len(value) <= limits.max_username_length:
+            raise PydanticCustomError(ExceptionCode.INVALID_USERNAME, "no username has this length")
+        return value
+
+    @field_validator("new_password", mode="after")
+    @classmethod
+    def _password_length(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        limits = _limits(info)
+        if not 0 < len(value) <= limits.max_field_length:
+            return value  # reported by the shared emptiness/size check as invalid-password
+        if not limits.min_password_length <= len(value) <= limits.max_password_length:
+            raise PydanticCustomError(
+                ExceptionCode.INVALID_PASSWORD_LENGTH, "password length out of range"
+            )
+        return value
+
+
+Command = ResetSessionKey | ResetAccountPassword
+
+COMMANDS: dict[str, type[ResetSessionKey] | type[ResetAccountPassword]] = {
+    ResetSessionKey.name: ResetSessionKey,
+    ResetAccountPassword.name: ResetAccountPassword,
+}

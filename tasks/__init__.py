@@ -1,0 +1,1 @@
+"""The two commands: thin Celery tasks (entrypoints) and the rules they apply (handlers)."""

@@ -1,0 +1,65 @@
+"""The rules of the two commands, in the dashboard's order of checks.
+
+A handler runs inside the caller's transaction: it reads, checks, and changes rows, and returns
+the affected accountid. A rule failure raises `CommandRejected`; the caller rolls back.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from schemas import ExceptionCode, ResetAccountPassword, ResetSessionKey
+from schemas.codes import CommandRejected
+from worker.hashing import Hasher
+from worker.models import Account
+from worker.unit_of_work import UnitOfWork
+
+SESSION_KEY_BYTES = 32
+
+
+def reset_session_key(command: ResetSessionKey, uow: UnitOfWork, hasher: Hasher) -> str:
+    """An account ends all its own sessions."""
+    account = uow.account_by_id(command.accountid, command.appid)
+    if account is None:
+        raise CommandRejected(ExceptionCode.INVALID_ACCOUNTID)
+    if command.requester_accountid != account.accountid or account.deleted_at is not None:
+        raise CommandRejected(ExceptionCode.INVALID_ACCOUNT, accountid=account.accountid)
+    _end_sessions(account, datetime.now(UTC))
+    return account.accountid
+
+
+def reset_account_password(command: ResetAccountPassword, uow: UnitOfWork, hasher: Hasher) -> str:
+    """The holder of a reset code sets a new password; every session ends, every code is used."""
+    username_hash = hasher.lookup_hash(command.username.get_secret_value())
+    account = uow.account_by_username_hash(username_hash, command.appid)
+    if account is None:
+        raise CommandRejected(ExceptionCode.INVALID_USERNAME)
+    if account.deleted_at is not None:
+        raise CommandRejected(ExceptionCode.INVALID_ACCOUNT, accountid=account.accountid)
+    code = uow.reset_code(
+        secret_code_hash=hasher.lookup_hash(command.secret_code.get_secret_value()),
+        # The dashboard looked codes up without the account: anyone's code reset anyone's
+        # password. A code counts only for the account it belongs to.
+        accountid=account.accountid,
+        appid=command.appid,
+    )
+    if code is None:
+        raise CommandRejected(ExceptionCode.INVALID_RESET_CODE, accountid=account.accountid)
+
+    now = datetime.now(UTC)
+    # bcrypt last: every cheap check has passed by now.
+    account.password_hash = hasher.password_hash(command.new_password.get_secret_value())
+    account.password_last_changed_at = now
+    account.reset_code_last_used_at = now
+    _end_sessions(account, now)
+    uow.delete_reset_codes(accountid=account.accountid, appid=command.appid)
+    return account.accountid
+
+
+def _end_sessions(account: Account, now: datetime) -> None:
+    account.session_key = secrets.token_hex(SESSION_KEY_BYTES)
+    account.session_key_last_reset_at = now
+    # The dashboard's `sessionKeyNumber++` stored the old number; the new key gets the next one.
+    account.session_key_number = account.session_key_number + 1
+    account.updated_at = now

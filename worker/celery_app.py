@@ -1,0 +1,44 @@
+"""The Celery app and its configuration, read lazily from settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from worker.bootstrap import broker_url
+from worker.settings import Settings, get_settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    visibility = {"visibility_timeout": settings.visibility_timeout_s}
+    return {
+        "broker_url": broker_url(settings),
+        "broker_transport_options": visibility,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": settings.queue,
+        "task_create_missing_queues": True,
+        # JSON over message protocol 2; pickle is never accepted.
+        "task_protocol": 2,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Outcomes go to the events stream, not to a result backend.
+        "task_ignore_result": True,
+        # Acknowledge after the outcome is committed and published; a lost worker's commands
+        # are redelivered once the visibility timeout passes.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout_s,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
+        "worker_hijack_root_logger": False,
+    }
+
+
+app = Celery("account-reset", include=["tasks.entrypoints"])
+app.add_defaults(lambda: celery_config(get_settings()))

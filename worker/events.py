@@ -1,0 +1,65 @@
+"""Publishes result events on the Redis stream, one entry per outcome."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+
+from schemas import CommandOutcome
+
+EVENT_FIELD = "event"
+
+
+@dataclass(frozen=True)
+class EventStream:
+    client: redis.Redis
+    stream: str
+    maxlen: int | None
+
+    def publish(self, outcome: CommandOutcome) -> str:
+        """Append the event; consumers drop repeats by `event_id` (a replay repeats it)."""
+        entry_id = self.client.xadd(
+            self.stream,
+            {EVENT_FIELD: outcome.model_dump_json()},
+            maxlen=self.maxlen,
+            approximate=True,
+        )
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def read_outcome(fields: dict[bytes, bytes] | dict[str, str]) -> CommandOutcome:
+    """The outcome held by one stream entry, as read back with XRANGE or XREAD."""
+    raw = fields.get(EVENT_FIELD.encode()) or fields.get(EVENT_FIELD)  # type: ignore[call-overload]
+    return CommandOutcome.model_validate_json(raw)
+
+
+def wait_for_outcomes(
+    client: redis.Redis,
+    stream: str,
+    command_ids: set[str],
+    *,
+    timeout_s: float,
+    after: str = "0-0",
+) -> dict[str, CommandOutcome]:
+    """Follow the stream until every command_id has an event, or the deadline passes.
+
+    Returns the first event seen for each command_id; raises TimeoutError naming the missing.
+    """
+    found: dict[str, CommandOutcome] = {}
+    deadline = time.monotonic() + timeout_s
+    last_id = after
+    while len(found) < len(command_ids):
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            missing = sorted(command_ids - found.keys())
+            raise TimeoutError(f"no event after {timeout_s}s for command_ids {missing[:10]}")
+        reply = client.xread({stream: last_id}, block=min(remaining_ms, 1000), count=500)
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                last_id = entry_id
+                outcome = read_outcome(fields)
+                if outcome.command_id in command_ids:
+                    found.setdefault(outcome.command_id, outcome)
+    return found

@@ -1,0 +1,146 @@
+"""The path every command takes: validate, apply in one transaction, record, publish.
+
+    payload ─> pydantic command ─> handler (rules) ─> outcome recorded with the update (commit)
+                                                    └─> event on the stream ─> cache entry forgotten
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from schemas import CommandLimits, CommandOutcome, ExceptionCode, OutcomeStatus
+from schemas.codes import CommandRejected
+from schemas.commands import MAX_COMMAND_ID_LENGTH, ResetAccountPassword, ResetSessionKey
+from worker.cache import DashboardCache
+from worker.events import EventStream
+from worker.hashing import Hasher
+from worker.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C", ResetSessionKey, ResetAccountPassword)
+Handler = Callable[[C, UnitOfWork, Hasher], str]
+
+
+@dataclass(frozen=True)
+class CommandProcessor:
+    sessions: sessionmaker[Session]
+    hasher: Hasher
+    events: EventStream
+    cache: DashboardCache
+    limits: CommandLimits
+    default_appid: str
+
+    def run(
+        self,
+        model: type[C],
+        handler: Handler[C],
+        *,
+        args: Sequence[Any],
+        payload: dict[str, Any],
+        task_id: str,
+    ) -> CommandOutcome:
+        """Process one delivery. Safe to repeat: a known command_id replays its outcome."""
+        started = time.perf_counter()
+        outcome, replayed = self._decide(model, handler, args, payload, task_id)
+        self._announce(outcome)
+        log.info(
+            "%s %s command_id=%s status=%s code=%s in %.1f ms",
+            outcome.command,
+            "replayed" if replayed else "processed",
+            outcome.command_id,
+            outcome.status.value,
+            outcome.code.value if outcome.code else "-",
+            (time.perf_counter() - started) * 1000,
+        )
+        return outcome
+
+    def _decide(
+        self,
+        model: type[C],
+        handler: Handler[C],
+        args: Sequence[Any],
+        payload: dict[str, Any],
+        task_id: str,
+    ) -> tuple[CommandOutcome, bool]:
+        command_id, well_formed = _command_id(payload, task_id)
+        appid = payload.get("appid")
+        appid = self.default_appid if appid is None else appid
+        with UnitOfWork(self.sessions) as uow:
+            recorded = uow.recorded_outcome(command_id)
+            if recorded is not None:
+                return recorded, True
+            envelope = _Envelope(command_id, appid, well_formed=well_formed and not args)
+            outcome = self._apply(model, handler, uow, payload, envelope)
+            uow.record_outcome(outcome)
+            try:
+                uow.commit()
+            except IntegrityError:
+                # Another delivery of this command_id committed first: its outcome stands.
+                uow.rollback()
+                recorded = uow.recorded_outcome(command_id)
+                if recorded is None:
+                    raise
+                return recorded, True
+        return outcome, False
+
+    def _apply(
+        self,
+        model: type[C],
+        handler: Handler[C],
+        uow: UnitOfWork,
+        payload: dict[str, Any],
+        envelope: _Envelope,
+    ) -> CommandOutcome:
+        command_id, appid = envelope.command_id, envelope.appid
+        try:
+            if not envelope.well_formed:
+                raise CommandRejected(ExceptionCode.INVALID_PAYLOAD)
+            command = model.parse({**payload, "appid": appid, "command_id": command_id}, self.limits)
+            accountid = handler(command, uow, self.hasher)  # type: ignore[arg-type]
+        except CommandRejected as rejected:
+            uow.rollback()
+            return CommandOutcome.failure(
+                command_id=command_id,
+                command=model.name,
+                code=rejected.code,
+                appid=appid if isinstance(appid, str) else None,
+                accountid=rejected.accountid,
+            )
+        return CommandOutcome.success(
+            command_id=command_id, command=model.name, appid=command.appid, accountid=accountid
+        )
+
+    def _announce(self, outcome: CommandOutcome) -> None:
+        """Publish after the commit; a crash before this point replays on redelivery."""
+        self.events.publish(outcome)
+        with UnitOfWork(self.sessions) as uow:
+            uow.mark_published(outcome.event_id, datetime.now(UTC))
+            uow.commit()
+        if outcome.status is OutcomeStatus.SUCCESS and outcome.accountid:
+            self.cache.forget(outcome.accountid)
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    command_id: str
+    appid: Any
+    well_formed: bool
+
+
+def _command_id(payload: dict[str, Any], task_id: str) -> tuple[str, bool]:
+    """The producer's idempotency key, else the task id; and whether the given one was usable."""
+    given = payload.get("command_id")
+    if given is None:
+        return task_id, True
+    if isinstance(given, str) and 0 < len(given) <= MAX_COMMAND_ID_LENGTH:
+        return given, True
+    return task_id, False

@@ -1,0 +1,48 @@
+"""What Celery may show of a command's arguments: identifiers, never a secret.
+
+Celery copies `argsrepr`/`kwargsrepr` from the message headers into `task-received` events
+(Flower, `celery events`) and into its error logs, and falls back to the real arguments when
+they are empty. A producer writes those headers, and one in another language sends none, so
+the worker writes its own from the payload, whatever the producer sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.worker.request import Request
+
+# Fields whose values identify a command or account and may be displayed.
+DISPLAYABLE_FIELDS = frozenset({"accountid", "requester_accountid", "appid", "command_id"})
+MAX_DISPLAYED_LENGTH = 100
+REDACTED = "[redacted]"
+
+
+def redacted_kwargs(kwargs: Any) -> str:
+    if not isinstance(kwargs, dict):
+        return REDACTED
+    shown = {
+        str(key)[:MAX_DISPLAYED_LENGTH]: _display(key, value) for key, value in kwargs.items()
+    }
+    return repr(shown)
+
+
+def redacted_args(args: Any) -> str:
+    return "()" if not args else REDACTED
+
+
+def _display(key: Any, value: Any) -> str:
+    if key in DISPLAYABLE_FIELDS and isinstance(value, str):
+        return value[:MAX_DISPLAYED_LENGTH]
+    return REDACTED
+
+
+class RedactedRequest(Request):  # type: ignore[misc]
+    """A task request whose displayed arguments are written by the worker."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._argsrepr = redacted_args(self._args)
+        self._kwargsrepr = redacted_kwargs(self._kwargs)
+        self._request_dict["argsrepr"] = self._argsrepr
+        self._request_dict["kwargsrepr"] = self._kwargsrepr

@@ -1,0 +1,92 @@
+"""One transaction per command: the rules' reads and writes, and the outcome that records them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import TracebackType
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from schemas import CommandOutcome
+from worker.models import Account, OutcomeRecord, ResetCode
+
+
+class UnitOfWork:
+    """A session in a transaction that rolls back unless `commit` is called."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = self._sessions()
+        self.session.begin()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.session.rollback()
+        self.session.close()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+    # Accounts and reset codes (the dashboard's tables).
+
+    def account_by_id(self, accountid: str, appid: str) -> Account | None:
+        query = select(Account).where(Account.accountid == accountid, Account.appid == appid)
+        return self.session.scalars(query.with_for_update()).one_or_none()
+
+    def account_by_username_hash(self, username_hash: str, appid: str) -> Account | None:
+        query = select(Account).where(
+            Account.username_hash == username_hash, Account.appid == appid
+        )
+        return self.session.scalars(query.with_for_update()).first()
+
+    def reset_code(self, *, secret_code_hash: str, accountid: str, appid: str) -> ResetCode | None:
+        query = select(ResetCode).where(
+            ResetCode.secret_code_hash == secret_code_hash,
+            ResetCode.accountid == accountid,
+            ResetCode.appid == appid,
+        )
+        return self.session.scalars(query).first()
+
+    def delete_reset_codes(self, *, accountid: str, appid: str) -> None:
+        self.session.execute(
+            delete(ResetCode).where(ResetCode.accountid == accountid, ResetCode.appid == appid)
+        )
+
+    # Outcomes (the worker's own table).
+
+    def recorded_outcome(self, command_id: str) -> CommandOutcome | None:
+        record = self.session.get(OutcomeRecord, command_id)
+        return None if record is None else CommandOutcome.model_validate_json(record.event)
+
+    def record_outcome(self, outcome: CommandOutcome) -> None:
+        self.session.add(
+            OutcomeRecord(
+                command_id=outcome.command_id,
+                event_id=outcome.event_id,
+                command=outcome.command,
+                status=outcome.status.value,
+                code=outcome.code.value if outcome.code else None,
+                appid=outcome.appid,
+                accountid=outcome.accountid,
+                event=outcome.model_dump_json(),
+                recorded_at=outcome.occurred_at,
+            )
+        )
+
+    def mark_published(self, event_id: str, published_at: datetime) -> None:
+        self.session.execute(
+            update(OutcomeRecord)
+            .where(OutcomeRecord.event_id == event_id, OutcomeRecord.published_at.is_(None))
+            .values(published_at=published_at)
+        )
