@@ -5,18 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+def normalized_url(url: str) -> URL:
+    """A plain `postgresql://` URL means psycopg 3, the driver this project installs."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def create_db_engine(url: str, *, pool_size: int = 2) -> Engine:
     """An engine that never prints statement parameters (they hold hashes) in its errors."""
-    if make_url(url).get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+    parsed = normalized_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
     return create_engine(
-        url,
+        parsed,
         hide_parameters=True,
         pool_pre_ping=True,
         pool_size=pool_size,
@@ -24,7 +33,7 @@ def create_db_engine(url: str, *, pool_size: int = 2) -> Engine:
     )
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: URL) -> Engine:
     engine = create_engine(url, hide_parameters=True)
 
     @event.listens_for(engine, "connect")

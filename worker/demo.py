@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from schemas import CommandOutcome
 from worker.database import create_db_engine, session_factory
@@ -35,6 +36,7 @@ class Scenario:
     title: str
     task: str
     kwargs: dict[str, Any]
+    expect: str  # "success" or the exception code
 
 
 @dataclass(frozen=True)
@@ -42,60 +44,78 @@ class People:
     alice: SeededAccount
     bob: SeededAccount
     carol: SeededAccount  # deleted
+    codes: dict[str, str]  # username -> that account's reset code
+
+
+def seed_people(session: Session, hasher: Hasher, *, appid: str, suffix: str) -> People:
+    """Three accounts (one deleted), each with a reset code."""
+    people = {
+        name: create_account(
+            session, hasher, appid=appid, username=f"{name}-{suffix}",
+            password=f"{name}-old-password", deleted=name == "carol",
+        )
+        for name in ("alice", "bob", "carol")
+    }  # fmt: skip
+    codes = {
+        account.username: create_reset_code_for(session, hasher, account)
+        for account in people.values()
+    }
+    return People(**people, codes=codes)
+
+
+def create_reset_code_for(session: Session, hasher: Hasher, account: SeededAccount) -> str:
+    code = f"code-{account.username}"
+    create_reset_code(session, hasher, account, code=code)
+    return code
 
 
 def seed(settings: Settings) -> People:
     engine = create_db_engine(settings.database_url)
     hasher = Hasher(key=settings.hash_key.get_secret_value(), bcrypt_rounds=settings.bcrypt_rounds)
     with session_factory(engine).begin() as session:
-        alice = create_account(
-            session, hasher, appid=settings.appid, username="alice-demo", password="alice-old-pw"
-        )
-        bob = create_account(
-            session, hasher, appid=settings.appid, username="bob-demo", password="bob-old-pw"
-        )
-        carol = create_account(
-            session, hasher, appid=settings.appid, username="carol-demo", password="carol-pw",
-            deleted=True,
-        )  # fmt: skip
-        create_reset_code(session, hasher, alice, code="alice-code-1")
-        create_reset_code(session, hasher, bob, code="bob-code-1")
-        create_reset_code(session, hasher, carol, code="carol-code-1")
+        people = seed_people(session, hasher, appid=settings.appid, suffix="demo")
     engine.dispose()
-    return People(alice=alice, bob=bob, carol=carol)
+    return people
 
 
 def scenarios(people: People) -> list[Scenario]:
     alice, bob, carol = people.alice, people.bob, people.carol
+    code = people.codes
     rsk, rap = "reset-session-key", "reset-account-password"
     good = {"username": alice.username, "new-password": "alice-new-pw"}
     return [
-        Scenario("missing accountid", rsk, {"requester_accountid": alice.accountid}),
-        Scenario("unknown accountid", rsk, {"accountid": "invalid", "requester_accountid": "x"}),
-        Scenario(
-            "another account's sessions",
-            rsk,
-            {"accountid": bob.accountid, "requester_accountid": alice.accountid},
-        ),
-        Scenario(
-            "deleted account", rsk, {"accountid": carol.accountid, "requester_accountid": carol.accountid}
-        ),
-        Scenario(
-            "own sessions", rsk, {"accountid": alice.accountid, "requester_accountid": alice.accountid}
-        ),
-        Scenario("missing secret-code", rap, {**good}),
-        Scenario("missing username", rap, {**good, "username": "", "secret-code": "code"}),
-        Scenario("unknown username", rap, {**good, "username": "invalid", "secret-code": "code"}),
-        Scenario("missing new-password", rap, {**good, "new-password": "", "secret-code": "c"}),
-        Scenario("short new-password", rap, {**good, "new-password": "abc", "secret-code": "c"}),
-        Scenario("wrong-type username", rap, {**good, "username": 42, "secret-code": "c"}),
-        Scenario(
-            "deleted account", rap, {**good, "username": carol.username, "secret-code": "carol-code-1"}
-        ),
-        Scenario("wrong reset code", rap, {**good, "secret-code": "invalid"}),
-        Scenario("another account's code", rap, {**good, "secret-code": "bob-code-1"}),
-        Scenario("own reset code", rap, {**good, "secret-code": "alice-code-1"}),
-    ]
+        Scenario("missing accountid", rsk, {"requester_accountid": alice.accountid},
+                 "invalid-accountid"),
+        Scenario("unknown accountid", rsk, {"accountid": "invalid", "requester_accountid": "x"},
+                 "invalid-accountid"),
+        Scenario("another account's sessions", rsk,
+                 {"accountid": bob.accountid, "requester_accountid": alice.accountid},
+                 "invalid-account"),
+        Scenario("deleted account", rsk,
+                 {"accountid": carol.accountid, "requester_accountid": carol.accountid},
+                 "invalid-account"),
+        Scenario("own sessions", rsk,
+                 {"accountid": alice.accountid, "requester_accountid": alice.accountid}, "success"),
+        Scenario("missing secret-code", rap, {**good}, "invalid-secret-code"),
+        Scenario("missing username", rap, {**good, "username": "", "secret-code": "code"},
+                 "invalid-username"),
+        Scenario("unknown username", rap, {**good, "username": "invalid", "secret-code": "code"},
+                 "invalid-username"),
+        Scenario("missing new-password", rap, {**good, "new-password": "", "secret-code": "c"},
+                 "invalid-password"),
+        Scenario("short new-password", rap, {**good, "new-password": "abc", "secret-code": "c"},
+                 "invalid-password-length"),
+        Scenario("wrong-type username", rap, {**good, "username": 42, "secret-code": "c"},
+                 "invalid-username"),
+        Scenario("deleted account", rap,
+                 {**good, "username": carol.username, "secret-code": code[carol.username]},
+                 "invalid-account"),
+        Scenario("wrong reset code", rap, {**good, "secret-code": "invalid"},
+                 "invalid-reset-code"),
+        Scenario("another account's code", rap, {**good, "secret-code": code[bob.username]},
+                 "invalid-reset-code"),
+        Scenario("own reset code", rap, {**good, "secret-code": code[alice.username]}, "success"),
+    ]  # fmt: skip
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -160,13 +180,15 @@ def enqueue_and_wait(
 
 def outcome_table(rows: list[tuple[Scenario, CommandOutcome]]) -> Table:
     table = Table(title="Each command beside its result event")
-    for column in ("scenario", "task", "fields sent", "status", "code", "event accountid"):
+    columns = ("scenario", "task", "fields sent", "expected", "status", "code", "event accountid")
+    for column in columns:
         table.add_column(column)
     for scenario, outcome in rows:
         table.add_row(
             scenario.title,
             scenario.task,
             ", ".join(scenario.kwargs),
+            scenario.expect,
             outcome.status.value,
             outcome.code.value if outcome.code else "",
             outcome.accountid or "",

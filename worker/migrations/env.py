@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from worker.database import normalized_url
 from worker.migrate import VERSION_TABLE
 from worker.models import Base
 
@@ -13,7 +14,7 @@ config = context.config
 
 def run_migrations() -> None:
     url = config.attributes["database_url"]
-    engine = create_engine(url, hide_parameters=True)
+    engine = create_engine(normalized_url(url), hide_parameters=True)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

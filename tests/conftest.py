@@ -1,0 +1,178 @@
+"""Real services for the tests: Redis, SQLite and PostgreSQL, and real worker processes.
+
+`ACCOUNT_RESET_TEST_REDIS_URL` names a Redis to use (else an embedded one is started);
+`ACCOUNT_RESET_TEST_DATABASE_URL` names a PostgreSQL to run the database tests on as well.
+With `ACCOUNT_RESET_TEST_REQUIRE_SERVICES=1` (CI), a missing PostgreSQL fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from schemas import CommandLimits
+from worker.cache import DashboardCache
+from worker.database import create_db_engine, session_factory
+from worker.embedded_redis import EmbeddedRedis, free_port
+from worker.events import EventStream
+from worker.hashing import Hasher
+from worker.migrate import upgrade
+from worker.models import Account, ResetCode
+from worker.seeding import SeededAccount, create_account, create_reset_code
+from worker.processing import CommandProcessor
+from tests.support import (
+    TEST_BCRYPT_ROUNDS,
+    TEST_HASH_KEY,
+    WorkerProcess,
+    postgres_database,
+    unique,
+    worker_env,
+)
+
+REQUIRE_SERVICES = os.environ.get("ACCOUNT_RESET_TEST_REQUIRE_SERVICES") == "1"
+POSTGRES_URL = os.environ.get("ACCOUNT_RESET_TEST_DATABASE_URL")
+
+
+def _postgres_url_or_skip() -> str:
+    if POSTGRES_URL:
+        return POSTGRES_URL
+    if REQUIRE_SERVICES:
+        pytest.fail("ACCOUNT_RESET_TEST_DATABASE_URL is required when services are required")
+    pytest.skip("set ACCOUNT_RESET_TEST_DATABASE_URL to run on PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    given = os.environ.get("ACCOUNT_RESET_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    embedded = EmbeddedRedis(port=free_port(), directory=Path(tempfile.mkdtemp())).start()
+    yield embedded.url
+    embedded.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database per backend, shared by a session; tests use unique accounts."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'accounts.db'}"
+        upgrade(url)
+        yield url
+        return
+    with postgres_database(_postgres_url_or_skip()) as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own (for migration tests), on the backend in `request.param`."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    with postgres_database(_postgres_url_or_skip()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def hasher() -> Hasher:
+    return Hasher(key=TEST_HASH_KEY, bcrypt_rounds=TEST_BCRYPT_ROUNDS)
+
+
+@pytest.fixture
+def events_stream(redis_client: redis.Redis) -> Iterator[EventStream]:
+    stream = EventStream(client=redis_client, stream=unique("test-events"), maxlen=None)
+    yield stream
+    redis_client.delete(stream.stream)
+
+
+@pytest.fixture
+def processor(
+    database_url: str, hasher: Hasher, events_stream: EventStream, redis_client: redis.Redis
+) -> Iterator[CommandProcessor]:
+    """The worker's command path in this process, on a real database and a real Redis."""
+    engine = create_db_engine(database_url)
+    yield CommandProcessor(
+        sessions=session_factory(engine),
+        hasher=hasher,
+        events=events_stream,
+        cache=DashboardCache(redis_client),
+        limits=CommandLimits(),
+        default_appid="test-app",
+    )
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def running_worker(
+    redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """One real worker process per database backend, with its own queue and stream."""
+    env = worker_env(redis_url=redis_url, database_url=database_url)
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    worker = WorkerProcess(env=env, log_path=log_path).start()
+    yield worker
+    worker.stop()
+    client = redis.Redis.from_url(redis_url)
+    client.delete(env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"])
+    client.close()
+
+
+class Seeder:
+    """Creates accounts and reset codes the dashboard's way, each committed at once."""
+
+    def __init__(self, database_url: str, hasher: Hasher) -> None:
+        self.engine = create_db_engine(database_url)
+        self.sessions = session_factory(self.engine)
+        self.hasher = hasher
+
+    def account(
+        self, *, appid: str = "test-app", password: str = "old-password", deleted: bool = False
+    ) -> SeededAccount:
+        with self.sessions.begin() as session:
+            return create_account(
+                session,
+                self.hasher,
+                appid=appid,
+                username=unique("user"),
+                password=password,
+                deleted=deleted,
+            )
+
+    def code(self, account: SeededAccount, code: str | None = None) -> str:
+        code = code or unique("code")
+        with self.sessions.begin() as session:
+            create_reset_code(session, self.hasher, account, code=code)
+        return code
+
+    def load(self, accountid: str) -> Account:
+        with self.sessions() as session:
+            account = session.get(Account, accountid)
+            assert account is not None
+            return account
+
+    def codes_of(self, accountid: str) -> int:
+        with self.sessions() as session:
+            query = sa.select(sa.func.count()).where(ResetCode.accountid == accountid)
+            return int(session.scalar(query) or 0)
+
+
+@pytest.fixture
+def seeder(database_url: str, hasher: Hasher) -> Iterator[Seeder]:
+    seeder = Seeder(database_url, hasher)
+    yield seeder
+    seeder.engine.dispose()
