@@ -10,7 +10,7 @@ from rich.console import Console
 
 from worker.settings import get_settings
 
-DEMO_WIDTH = 150
+DEMO_WIDTH = 190
 
 
 @click.group()

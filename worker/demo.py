@@ -154,6 +154,11 @@ def run_demo(console: Console) -> None:
         broker.stop()
     console.print(outcome_table(outcomes))
     console.print(f"Worker log: {workdir / 'worker.log'}")
+    unexpected = [s.title for s, outcome in outcomes if (outcome.code or "success") != s.expect]
+    if unexpected:
+        console.print(f"[red]Not as expected: {', '.join(unexpected)}[/red]")
+        raise SystemExit(1)
+    console.print(f"All {len(outcomes)} scenarios gave the expected outcome.")
 
 
 def enqueue_and_wait(
@@ -182,7 +187,8 @@ def outcome_table(rows: list[tuple[Scenario, CommandOutcome]]) -> Table:
     table = Table(title="Each command beside its result event")
     columns = ("scenario", "task", "fields sent", "expected", "status", "code", "event accountid")
     for column in columns:
-        table.add_column(column)
+        # Codes and ids stay whole; the list of fields wraps when the terminal is narrow.
+        table.add_column(column, no_wrap=column != "fields sent")
     for scenario, outcome in rows:
         table.add_row(
             scenario.title,

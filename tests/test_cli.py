@@ -1,0 +1,113 @@
+"""The `account-reset` console script, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+from celery import Celery
+
+from tests.support import TEST_BCRYPT_ROUNDS
+from worker.database import create_db_engine
+from worker.events import wait_for_outcomes
+
+CLI = shutil.which("account-reset") or str(Path(os.sys.executable).parent / "account-reset")
+DEADLINE_S = 60.0
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCOUNT_RESET_")}
+    env.update(overrides)
+    return env
+
+
+@pytest.mark.parametrize("fresh_database_url", ["sqlite", "postgresql"], indirect=True)
+def test_db_upgrade_creates_the_tables(fresh_database_url: str) -> None:
+    subprocess.run(  # noqa: S603
+        [CLI, "db", "upgrade"],
+        env=clean_env(ACCOUNT_RESET_DATABASE_URL=fresh_database_url),
+        check=True, capture_output=True, timeout=DEADLINE_S,
+    )  # fmt: skip
+    engine = create_db_engine(fresh_database_url)
+    assert "account_reset_outcomes" in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+class LineReader:
+    """Collects a process's output lines on a thread, so the test can wait with a deadline."""
+
+    def __init__(self, stream: object) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.put(line)
+
+    def wait_for(self, pattern: str) -> re.Match[str]:
+        while True:
+            line = self.lines.get(timeout=DEADLINE_S)
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+
+
+@pytest.fixture
+def embedded_worker(tmp_path: Path) -> Iterator[tuple[str, LineReader]]:
+    database_url = f"sqlite:///{tmp_path / 'accounts.db'}"
+    env = clean_env(
+        ACCOUNT_RESET_DATABASE_URL=database_url,
+        ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS),
+    )
+    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)  # noqa: S603
+    process = subprocess.Popen(  # noqa: S603
+        [CLI, "worker", "--concurrency=1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    reader = LineReader(process.stdout)
+    try:
+        yield database_url, reader
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE_S) == 0
+
+
+def test_worker_without_a_broker_url_starts_an_embedded_redis_and_says_where(
+    embedded_worker: tuple[str, LineReader],
+) -> None:
+    _, reader = embedded_worker
+    url = reader.wait_for(r"embedded Redis listening at (redis://\S+)").group(1)
+
+    producer = Celery(broker=url)
+    sent = producer.send_task(
+        "reset-session-key", kwargs={"accountid": "acct_nobody"}, queue="account-reset"
+    )
+    client = redis.Redis.from_url(url)
+    found = wait_for_outcomes(client, "account-reset:events", {sent.id}, timeout_s=DEADLINE_S)
+    assert found[sent.id].code == "invalid-accountid"
+    client.close()
+
+
+def test_demo_runs_every_scenario() -> None:
+    result = subprocess.run(  # noqa: S603
+        [CLI, "demo"], env=clean_env(ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS)),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All 15 scenarios gave the expected outcome." in result.stdout
+    for code in (
+        "invalid-accountid", "invalid-account", "invalid-secret-code", "invalid-username",
+        "invalid-password", "invalid-password-length", "invalid-reset-code",
+    ):  # fmt: skip
+        assert code in result.stdout

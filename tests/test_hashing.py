@@ -1,0 +1,40 @@
+"""Hashes the dashboard can read: computed here independently with hashlib and bcrypt."""
+
+from __future__ import annotations
+
+import hashlib
+
+import bcrypt
+
+from worker.hashing import Hasher
+
+hasher = Hasher(key="dashboard-key", bcrypt_rounds=4)
+
+
+def test_lookup_hash_is_sha512_hex_of_text_colon_key() -> None:
+    expected = hashlib.sha512(b"some-username:dashboard-key").hexdigest()
+    assert hasher.lookup_hash("some-username") == expected
+
+
+def test_password_hash_is_bcrypt_over_sha256_hex_of_password_and_key() -> None:
+    stored = hasher.password_hash("new-password")
+    prehash = hashlib.sha256(b"new-passworddashboard-key").hexdigest().encode()
+    assert bcrypt.checkpw(prehash, stored.encode())
+    assert stored.startswith("$2b$04$")
+
+
+def test_a_hash_made_by_nodes_bcryptjs_verifies() -> None:
+    # bcryptjs writes the $2a$ prefix; the digests are otherwise the same.
+    prehash = hashlib.sha256(b"from-nodedashboard-key").hexdigest().encode()
+    node_style = bcrypt.hashpw(prehash, bcrypt.gensalt(4, prefix=b"2a")).decode()
+    assert hasher.password_matches("from-node", node_style)
+
+
+def test_long_passwords_are_not_truncated_at_72_bytes() -> None:
+    shared = "x" * 80
+    stored = hasher.password_hash(shared + "A")
+    assert not hasher.password_matches(shared + "B", stored)
+
+
+def test_repr_hides_the_key() -> None:
+    assert "dashboard-key" not in repr(hasher)

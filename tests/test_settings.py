@@ -1,0 +1,45 @@
+"""Settings: the contract's names, the dashboard's defaults, and no placeholder in production."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from worker.settings import Settings
+
+
+def test_defaults_are_the_dashboards(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("QUEUE", "EVENTS_STREAM", "DATABASE_URL", "BCRYPT_ROUNDS", "BROKER_URL"):
+        monkeypatch.delenv(f"ACCOUNT_RESET_{name}", raising=False)
+    settings = Settings()
+    assert settings.queue == "account-reset"
+    assert settings.events_stream == "account-reset:events"
+    assert settings.database_url == "sqlite:///account-reset.db"
+    assert settings.bcrypt_rounds == 12
+    assert (settings.limits.min_username_length, settings.limits.min_password_length) == (6, 6)
+    assert settings.limits.max_password_length == 50
+
+
+def test_settings_come_from_account_reset_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCOUNT_RESET_QUEUE", "q")
+    monkeypatch.setenv("ACCOUNT_RESET_BROKER_URL", "redis://example:6379/2")
+    monkeypatch.setenv("ACCOUNT_RESET_CACHE_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("ACCOUNT_RESET_APPID", "my-app")
+    settings = Settings()
+    assert (settings.queue, settings.broker_url) == ("q", "redis://example:6379/2")
+    assert (settings.cache_url, settings.appid) == ("redis://cache:6379/0", "my-app")
+
+
+def test_production_refuses_the_development_hash_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCOUNT_RESET_ENVIRONMENT", "production")
+    monkeypatch.setenv("ACCOUNT_RESET_BROKER_URL", "redis://example:6379/0")
+    monkeypatch.delenv("ACCOUNT_RESET_HASH_KEY", raising=False)
+    with pytest.raises(ValidationError, match="ACCOUNT_RESET_HASH_KEY"):
+        Settings()
+    monkeypatch.setenv("ACCOUNT_RESET_HASH_KEY", "a-real-key")
+    assert Settings().hash_key.get_secret_value() == "a-real-key"
+
+
+def test_hash_key_never_shows_in_a_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCOUNT_RESET_HASH_KEY", "very-secret-hash-key")
+    assert "very-secret-hash-key" not in repr(Settings())
