@@ -34,7 +34,9 @@ class CommandOutcome(BaseModel):
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
-    def success(cls, *, command_id: str, command: str, appid: str, accountid: str) -> CommandOutcome:
+    def success(
+        cls, *, command_id: str, command: str, appid: str, accountid: str
+    ) -> CommandOutcome:
         return cls(
             command_id=command_id,
             command=command,

@@ -18,7 +18,11 @@ from worker.unit_of_work import UnitOfWork
 SESSION_KEY_BYTES = 32
 
 
-def reset_session_key(command: ResetSessionKey, uow: UnitOfWork, hasher: Hasher) -> str:
+def reset_session_key(
+    command: ResetSessionKey,
+    uow: UnitOfWork,
+    hasher: Hasher,  # noqa: ARG001 (every handler takes the same arguments)
+) -> str:
     """An account ends all its own sessions."""
     account = uow.account_by_id(command.accountid, command.appid)
     if account is None:

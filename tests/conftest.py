@@ -17,15 +17,6 @@ import redis
 import sqlalchemy as sa
 
 from schemas import CommandLimits
-from worker.cache import DashboardCache
-from worker.database import create_db_engine, session_factory
-from worker.embedded_redis import EmbeddedRedis, free_port
-from worker.events import EventStream
-from worker.hashing import Hasher
-from worker.migrate import upgrade
-from worker.models import Account, ResetCode
-from worker.seeding import SeededAccount, create_account, create_reset_code
-from worker.processing import CommandProcessor
 from tests.support import (
     TEST_BCRYPT_ROUNDS,
     TEST_HASH_KEY,
@@ -34,6 +25,15 @@ from tests.support import (
     unique,
     worker_env,
 )
+from worker.cache import DashboardCache
+from worker.database import create_db_engine, session_factory
+from worker.embedded_redis import EmbeddedRedis, free_port
+from worker.events import EventStream
+from worker.hashing import Hasher
+from worker.migrate import upgrade
+from worker.models import Account, ResetCode
+from worker.processing import CommandProcessor
+from worker.seeding import SeededAccount, create_account, create_reset_code
 
 REQUIRE_SERVICES = os.environ.get("ACCOUNT_RESET_TEST_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("ACCOUNT_RESET_TEST_DATABASE_URL")
@@ -66,7 +66,9 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A migrated database per backend, shared by a session; tests use unique accounts."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'accounts.db'}"

@@ -43,7 +43,7 @@ class WorkerProcess:
             *extra,
         ]  # fmt: skip
         with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(  # noqa: S603
+            self.process = subprocess.Popen(
                 self.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT
             )
         return self

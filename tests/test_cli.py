@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +21,7 @@ from tests.support import TEST_BCRYPT_ROUNDS
 from worker.database import create_db_engine
 from worker.events import wait_for_outcomes
 
-CLI = shutil.which("account-reset") or str(Path(os.sys.executable).parent / "account-reset")
+CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0
 
 
@@ -33,7 +33,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("fresh_database_url", ["sqlite", "postgresql"], indirect=True)
 def test_db_upgrade_creates_the_tables(fresh_database_url: str) -> None:
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [CLI, "db", "upgrade"],
         env=clean_env(ACCOUNT_RESET_DATABASE_URL=fresh_database_url),
         check=True, capture_output=True, timeout=DEADLINE_S,
@@ -70,8 +70,8 @@ def embedded_worker(tmp_path: Path) -> Iterator[tuple[str, LineReader]]:
         ACCOUNT_RESET_DATABASE_URL=database_url,
         ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS),
     )
-    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)  # noqa: S603
-    process = subprocess.Popen(  # noqa: S603
+    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
+    process = subprocess.Popen(
         [CLI, "worker", "--concurrency=1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -100,7 +100,7 @@ def test_worker_without_a_broker_url_starts_an_embedded_redis_and_says_where(
 
 
 def test_demo_runs_every_scenario() -> None:
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [CLI, "demo"], env=clean_env(ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS)),
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

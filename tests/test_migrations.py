@@ -14,7 +14,7 @@ BACKENDS = pytest.mark.parametrize("fresh_database_url", ["sqlite", "postgresql"
 # The dashboard's tables as its Sequelize models make them, with a column the worker
 # does not know about, to show the migration leaves them exactly as they were.
 DASHBOARD_DDL = [
-    'CREATE TABLE accounts (accountid VARCHAR(64) PRIMARY KEY, appid VARCHAR(255) NOT NULL, '
+    "CREATE TABLE accounts (accountid VARCHAR(64) PRIMARY KEY, appid VARCHAR(255) NOT NULL, "
     '"usernameHash" VARCHAR(255), "passwordHash" VARCHAR(255), "sessionKey" VARCHAR(255), '
     '"sessionKeyNumber" INTEGER, "dashboardOnly" VARCHAR(10), '
     '"createdAt" TIMESTAMP, "updatedAt" TIMESTAMP)',

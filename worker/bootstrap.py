@@ -43,7 +43,9 @@ def build_runtime(settings: Settings) -> Runtime:
     cache_client = redis.Redis.from_url(settings.cache_url) if settings.cache_url else None
     processor = CommandProcessor(
         sessions=session_factory(engine),
-        hasher=Hasher(key=settings.hash_key.get_secret_value(), bcrypt_rounds=settings.bcrypt_rounds),
+        hasher=Hasher(
+            key=settings.hash_key.get_secret_value(), bcrypt_rounds=settings.bcrypt_rounds
+        ),
         events=EventStream(
             client=redis.Redis.from_url(events_url(settings)),
             stream=settings.events_stream,

@@ -10,6 +10,7 @@ import redis
 from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError, OperationalError
+from typing_extensions import override
 
 from schemas import CommandOutcome, ExceptionCode
 from worker.bootstrap import runtime
@@ -31,7 +32,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_FAULTS)
 
 
-class CommandTask(Task):  # type: ignore[misc]
+class CommandTask(Task[Any, str]):
     Request = "worker.redaction:RedactedRequest"
     ignore_result = True
 
@@ -41,7 +42,7 @@ class CommandTask(Task):  # type: ignore[misc]
         processor = runtime().processor
         try:
             outcome = processor.run(
-                model, handler, args=args, payload=payload, task_id=self.request.id
+                model, handler, args=args, payload=payload, task_id=str(self.request.id)
             )
         except Exception as exc:
             if not is_transient(exc):
@@ -49,7 +50,7 @@ class CommandTask(Task):  # type: ignore[misc]
             raise self._retry_later(exc) from None
         return outcome.status.value
 
-    def _retry_later(self, exc: BaseException) -> BaseException:
+    def _retry_later(self, exc: Exception) -> BaseException:
         settings = runtime().settings
         countdown = get_exponential_backoff_interval(
             factor=1,
@@ -63,6 +64,7 @@ class CommandTask(Task):  # type: ignore[misc]
         )
         return self.retry(countdown=countdown, max_retries=settings.max_retries, exc=exc)
 
+    @override
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:

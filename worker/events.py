@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 
@@ -29,10 +31,25 @@ class EventStream:
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
-def read_outcome(fields: dict[bytes, bytes] | dict[str, str]) -> CommandOutcome:
+def event_json(fields: Mapping[Any, Any]) -> str:
+    """The JSON text of the event in one stream entry's fields."""
+    raw = fields.get(EVENT_FIELD.encode(), fields.get(EVENT_FIELD))
+    if isinstance(raw, bytes):
+        return raw.decode()
+    if isinstance(raw, str):
+        return raw
+    raise ValueError("stream entry has no event field")
+
+
+def read_outcome(fields: Mapping[Any, Any]) -> CommandOutcome:
     """The outcome held by one stream entry, as read back with XRANGE or XREAD."""
-    raw = fields.get(EVENT_FIELD.encode()) or fields.get(EVENT_FIELD)  # type: ignore[call-overload]
-    return CommandOutcome.model_validate_json(raw)
+    return CommandOutcome.model_validate_json(event_json(fields))
+
+
+def stream_outcomes(client: redis.Redis, stream: str) -> list[CommandOutcome]:
+    """Every outcome on the stream, oldest first."""
+    entries = cast(list[tuple[Any, Mapping[Any, Any]]], client.xrange(stream))
+    return [read_outcome(fields) for _entry_id, fields in entries]
 
 
 def wait_for_outcomes(
@@ -55,7 +72,10 @@ def wait_for_outcomes(
         if remaining_ms <= 0:
             missing = sorted(command_ids - found.keys())
             raise TimeoutError(f"no event after {timeout_s}s for command_ids {missing[:10]}")
-        reply = client.xread({stream: last_id}, block=min(remaining_ms, 1000), count=500)
+        reply = cast(
+            list[tuple[Any, list[tuple[Any, Mapping[Any, Any]]]]],
+            client.xread({stream: last_id}, block=min(remaining_ms, 1000), count=500),
+        )
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 last_id = entry_id

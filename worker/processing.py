@@ -1,7 +1,7 @@
 """The path every command takes: validate, apply in one transaction, record, publish.
 
-    payload ─> pydantic command ─> handler (rules) ─> outcome recorded with the update (commit)
-                                                    └─> event on the stream ─> cache entry forgotten
+payload ─> pydantic command ─> handler (rules) ─> outcome recorded with the update (commit)
+                                                └─> event on the stream ─> cache entry forgotten
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ class CommandProcessor:
         try:
             if not envelope.well_formed:
                 raise CommandRejected(ExceptionCode.INVALID_PAYLOAD)
-            command = model.parse({**payload, "appid": appid, "command_id": command_id}, self.limits)
+            command = model.parse(
+                {**payload, "appid": appid, "command_id": command_id}, self.limits
+            )
             accountid = handler(command, uow, self.hasher)  # type: ignore[arg-type]
         except CommandRejected as rejected:
             uow.rollback()

@@ -21,9 +21,7 @@ REDACTED = "[redacted]"
 def redacted_kwargs(kwargs: Any) -> str:
     if not isinstance(kwargs, dict):
         return REDACTED
-    shown = {
-        str(key)[:MAX_DISPLAYED_LENGTH]: _display(key, value) for key, value in kwargs.items()
-    }
+    shown = {str(key)[:MAX_DISPLAYED_LENGTH]: _display(key, value) for key, value in kwargs.items()}
     return repr(shown)
 
 
@@ -37,12 +35,13 @@ def _display(key: Any, value: Any) -> str:
     return REDACTED
 
 
-class RedactedRequest(Request):  # type: ignore[misc]
+class RedactedRequest(Request):
     """A task request whose displayed arguments are written by the worker."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._argsrepr = redacted_args(self._args)
-        self._kwargsrepr = redacted_kwargs(self._kwargs)
-        self._request_dict["argsrepr"] = self._argsrepr
-        self._request_dict["kwargsrepr"] = self._kwargsrepr
+        # Request keeps these in private slots; there is no public setter.
+        self._argsrepr = redacted_args(self.args)
+        self._kwargsrepr = redacted_kwargs(self.kwargs)
+        self.request_dict["argsrepr"] = self._argsrepr
+        self.request_dict["kwargsrepr"] = self._kwargsrepr

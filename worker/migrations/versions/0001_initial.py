@@ -7,6 +7,8 @@ Create Date: 2026-11-21
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,7 +20,7 @@ depends_on = None
 DASHBOARD_TABLES = ("accounts", "resetCodes")
 
 
-def _timestamp(name: str, *, nullable: bool = True) -> sa.Column[sa.DateTime]:
+def _timestamp(name: str, *, nullable: bool = True) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
