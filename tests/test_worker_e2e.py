@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
+import uuid
 
 import redis
 
 from tests.conftest import Seeder
 from tests.support import WorkerProcess, unique
 from worker.demo import Scenario, scenarios, seed_people
-from worker.events import wait_for_outcomes
+from worker.events import stream_outcomes, wait_for_outcomes
 
 OUTCOME_DEADLINE_S = 60.0
 
@@ -116,3 +118,74 @@ def test_worker_log_holds_no_secret(
     for secret in (password, code, user.username, account.session_key, account.password_hash):
         assert secret
         assert secret not in log
+
+
+def raw_protocol2_message(task: str, kwargs: dict[str, object], queue: str) -> str:
+    """A Celery protocol-2 message as a producer in any language writes it to the Redis list."""
+    task_id = str(uuid.uuid4())
+    body = base64.b64encode(json.dumps([[], kwargs, {}]).encode()).decode()
+    return json.dumps(
+        {
+            "body": body,
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"lang": "js", "task": task, "id": task_id, "root_id": task_id},
+            "properties": {
+                "correlation_id": task_id,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )
+
+
+def test_a_raw_protocol2_message_pushed_with_plain_redis_gets_its_event(
+    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    user = seeder.account()
+    command_id = unique("raw")
+    queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
+    kwargs = {"accountid": user.accountid, "requester_accountid": user.accountid}
+    message = raw_protocol2_message(
+        "reset-session-key", {**kwargs, "command_id": command_id}, queue
+    )
+
+    redis_client.lpush(queue, message)
+
+    found = wait_for_outcomes(
+        redis_client,
+        running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
+        {command_id},
+        timeout_s=OUTCOME_DEADLINE_S,
+    )
+    assert found[command_id].status == "success"
+    assert seeder.load(user.accountid).session_key_number == 2
+
+
+def test_a_pickled_message_is_refused_and_never_runs(
+    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    from celery import Celery
+
+    user = seeder.account()
+    queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
+    kwargs = {"accountid": user.accountid, "requester_accountid": user.accountid}
+    producer = Celery(broker=running_worker.env["ACCOUNT_RESET_BROKER_URL"])
+    producer.conf.update(task_serializer="pickle", accept_content=["pickle", "json"])
+    pickled = producer.send_task("reset-session-key", kwargs=kwargs, queue=queue)
+    after = producer.send_task("reset-session-key", kwargs=kwargs, queue=queue, serializer="json")
+
+    found = wait_for_outcomes(
+        redis_client,
+        running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
+        {after.id},
+        timeout_s=OUTCOME_DEADLINE_S,
+    )
+    assert found[after.id].status == "success"
+    assert "Refusing to deserialize untrusted content of type pickle" in running_worker.log()
+    assert pickled.id not in {e.command_id for e in stream_outcomes(
+        redis_client, running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"])}  # fmt: skip
+    assert seeder.load(user.accountid).session_key_number == 2

@@ -48,11 +48,17 @@ def db() -> None:
 
 
 @db.command()
-def upgrade() -> None:
+@click.option(
+    "--wait-seconds", default=60.0, show_default=True, help="How long to wait for the database."
+)
+def upgrade(wait_seconds: float) -> None:
     """Create or update the worker's tables (leaves the dashboard's tables as they are)."""
+    from worker.database import wait_for_database
     from worker.migrate import upgrade as run_upgrade
 
-    run_upgrade(get_settings().database_url)
+    url = get_settings().database_url
+    wait_for_database(url, timeout_s=wait_seconds, on_wait=lambda line: click.echo(line, err=True))
+    run_upgrade(url)
     click.echo("database is at the latest revision", err=True)
 
 

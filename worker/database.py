@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+DATABASE_WAIT_INTERVAL_S = 1.0
 
 
 def normalized_url(url: str) -> URL:
@@ -56,3 +60,22 @@ def _sqlite_engine(url: URL) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def wait_for_database(url: str, *, timeout_s: float, on_wait: Callable[[str], None]) -> None:
+    """Connect once, retrying until the deadline; says what it waits for (password hidden)."""
+    engine = create_db_engine(url)
+    shown = normalized_url(url).render_as_string(hide_password=True)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                on_wait(f"waiting for the database at {shown}")
+                time.sleep(DATABASE_WAIT_INTERVAL_S)
+    finally:
+        engine.dispose()
