@@ -17,7 +17,7 @@ import redis
 import sqlalchemy as sa
 from celery import Celery
 
-from tests.support import TEST_BCRYPT_ROUNDS
+from tests.support import TEST_BCRYPT_ROUNDS, worker_env
 from worker.database import create_db_engine
 from worker.events import wait_for_outcomes
 
@@ -111,3 +111,43 @@ def test_demo_runs_every_scenario() -> None:
         "invalid-password", "invalid-password-length", "invalid-reset-code",
     ):  # fmt: skip
         assert code in result.stdout
+
+
+def test_production_without_a_hash_key_refuses_to_start_and_says_why() -> None:
+    result = subprocess.run(  # noqa: S603
+        [CLI, "worker"],
+        env=clean_env(
+            ACCOUNT_RESET_ENVIRONMENT="production",
+            ACCOUNT_RESET_BROKER_URL="redis://:broker-password@127.0.0.1:1/0",
+        ),
+        capture_output=True, text=True, timeout=DEADLINE_S,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "ACCOUNT_RESET_HASH_KEY must be set outside development" in result.stderr
+    assert "broker-password" not in result.stderr + result.stdout
+
+
+def test_the_compose_commands_run_a_production_worker(
+    redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """What docker-compose.yml runs: `db upgrade`, then `worker`, in production mode."""
+    env = clean_env(**worker_env(redis_url=redis_url, database_url=database_url))
+    env["ACCOUNT_RESET_ENVIRONMENT"] = "production"
+    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)  # noqa: S603
+    with (tmp_path / "worker.log").open("wb") as log:
+        process = subprocess.Popen([CLI, "worker"], env=env, stdout=log, stderr=log)  # noqa: S603
+    try:
+        producer = Celery(broker=redis_url)
+        sent = producer.send_task(
+            "reset-session-key",
+            kwargs={"accountid": "acct_nobody"},
+            queue=env["ACCOUNT_RESET_QUEUE"],
+        )
+        client = redis.Redis.from_url(redis_url)
+        stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
+        found = wait_for_outcomes(client, stream, {sent.id}, timeout_s=DEADLINE_S)
+        assert found[sent.id].code == "invalid-accountid"
+        client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE_S) == 0

@@ -7,11 +7,12 @@ import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import redis
 
 from tests.conftest import Seeder
-from tests.support import WorkerProcess, unique
+from tests.support import WorkerProcess, unique, worker_env
 from worker.demo import Scenario, scenarios, seed_people
 from worker.events import stream_outcomes, wait_for_outcomes
 
@@ -189,3 +190,54 @@ def test_a_pickled_message_is_refused_and_never_runs(
     assert pickled.id not in {e.command_id for e in stream_outcomes(
         redis_client, running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"])}  # fmt: skip
     assert seeder.load(user.accountid).session_key_number == 2
+
+
+def test_concurrent_commands_on_one_account_all_apply(
+    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    user = seeder.account()
+    kwargs = {"accountid": user.accountid, "requester_accountid": user.accountid}
+    commands = [{"task": "reset-session-key", "kwargs": {**kwargs, "command_id": unique("c")}}
+                for _ in range(20)]  # fmt: skip
+
+    send_with_plain_celery(running_worker, commands)
+
+    found = wait_for_outcomes(
+        redis_client,
+        running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
+        {str(c["kwargs"]["command_id"]) for c in commands},  # type: ignore[index]
+        timeout_s=OUTCOME_DEADLINE_S,
+    )
+    assert {outcome.status for outcome in found.values()} == {"success"}
+    assert seeder.load(user.accountid).session_key_number == 21
+
+
+def test_a_database_that_stays_down_ends_in_an_internal_error_event(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    env = worker_env(
+        redis_url=redis_url,
+        database_url="postgresql://postgres@127.0.0.1:1/none",
+        ACCOUNT_RESET_MAX_RETRIES="2",
+        ACCOUNT_RESET_RETRY_BACKOFF_MAX_S="1",
+    )
+    worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
+    try:
+        from celery import Celery
+
+        sent = Celery(broker=redis_url).send_task(
+            "reset-session-key",
+            kwargs={"accountid": "acct_x", "requester_accountid": "acct_x"},
+            queue=env["ACCOUNT_RESET_QUEUE"],
+        )
+        found = wait_for_outcomes(
+            redis_client,
+            env["ACCOUNT_RESET_EVENTS_STREAM"],
+            {sent.id},
+            timeout_s=OUTCOME_DEADLINE_S,
+        )
+        assert found[sent.id].code == "internal-error"
+        assert worker.log().count("transient fault, retrying") == 2
+    finally:
+        worker.stop()
+        redis_client.delete(env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"])

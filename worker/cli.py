@@ -6,6 +6,7 @@ import os
 import sys
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 
 from worker.settings import get_settings
@@ -16,6 +17,11 @@ DEMO_WIDTH = 190
 @click.group()
 def main() -> None:
     """account-reset-worker: applies account-security commands from a Redis queue."""
+    try:
+        get_settings()
+    except ValidationError as error:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        raise click.ClickException(f"invalid settings: {problems}") from None
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -45,24 +45,24 @@ class CommandTask(Task[Any, str]):
                 model, handler, args=args, payload=payload, task_id=str(self.request.id)
             )
         except Exception as exc:
-            if not is_transient(exc):
-                raise
-            raise self._retry_later(exc) from None
+            if is_transient(exc):
+                self._retry_unless_exhausted(exc)
+            raise
         return outcome.status.value
 
-    def _retry_later(self, exc: Exception) -> BaseException:
+    def _retry_unless_exhausted(self, exc: Exception) -> None:
+        """Raise Celery's Retry with backoff and jitter; return once retries are spent."""
         settings = runtime().settings
+        retries = self.request.retries
+        fault = {"task": self.name, "fault": type(exc).__name__, "retries": retries}
+        if retries >= settings.max_retries:
+            log.error("transient fault, retries exhausted", extra=fault)
+            return
+        log.warning("transient fault, retrying", extra=fault)
         countdown = get_exponential_backoff_interval(
-            factor=1,
-            retries=self.request.retries,
-            maximum=settings.retry_backoff_max_s,
-            full_jitter=True,
+            factor=1, retries=retries, maximum=settings.retry_backoff_max_s, full_jitter=True
         )
-        log.warning(
-            "transient fault, retrying",
-            extra={"task": self.name, "fault": type(exc).__name__, "retries": self.request.retries},
-        )
-        return self.retry(countdown=countdown, max_retries=settings.max_retries, exc=exc)
+        raise self.retry(countdown=countdown, max_retries=settings.max_retries, exc=exc)
 
     @override
     def on_failure(

@@ -14,7 +14,9 @@ DEVELOPMENT_HASH_KEY = "development-only-hash-key"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ACCOUNT_RESET_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="ACCOUNT_RESET_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Literal["development", "production"] = "development"
 
