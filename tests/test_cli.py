@@ -114,7 +114,7 @@ def test_demo_runs_every_scenario() -> None:
 
 
 def test_production_without_a_hash_key_refuses_to_start_and_says_why() -> None:
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [CLI, "worker"],
         env=clean_env(
             ACCOUNT_RESET_ENVIRONMENT="production",
@@ -133,9 +133,9 @@ def test_the_compose_commands_run_a_production_worker(
     """What docker-compose.yml runs: `db upgrade`, then `worker`, in production mode."""
     env = clean_env(**worker_env(redis_url=redis_url, database_url=database_url))
     env["ACCOUNT_RESET_ENVIRONMENT"] = "production"
-    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)  # noqa: S603
+    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
     with (tmp_path / "worker.log").open("wb") as log:
-        process = subprocess.Popen([CLI, "worker"], env=env, stdout=log, stderr=log)  # noqa: S603
+        process = subprocess.Popen([CLI, "worker"], env=env, stdout=log, stderr=log)
     try:
         producer = Celery(broker=redis_url)
         sent = producer.send_task(
