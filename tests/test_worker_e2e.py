@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -34,7 +35,7 @@ print(json.dumps(sorted(m for m in ("worker", "tasks", "schemas") if m in sys.mo
 """
 
 
-def send_with_plain_celery(worker: WorkerProcess, commands: list[dict[str, object]]) -> None:
+def send_with_plain_celery(worker: WorkerProcess, commands: list[dict[str, Any]]) -> None:
     lines = "".join(json.dumps(command) + "\n" for command in commands)
     result = subprocess.run(
         [sys.executable, "-c", PLAIN_CELERY_PRODUCER,
@@ -197,15 +198,17 @@ def test_concurrent_commands_on_one_account_all_apply(
 ) -> None:
     user = seeder.account()
     kwargs = {"accountid": user.accountid, "requester_accountid": user.accountid}
-    commands = [{"task": "reset-session-key", "kwargs": {**kwargs, "command_id": unique("c")}}
-                for _ in range(20)]  # fmt: skip
+    commands: list[dict[str, Any]] = [
+        {"task": "reset-session-key", "kwargs": {**kwargs, "command_id": unique("c")}}
+        for _ in range(20)
+    ]
 
     send_with_plain_celery(running_worker, commands)
 
     found = wait_for_outcomes(
         redis_client,
         running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
-        {str(c["kwargs"]["command_id"]) for c in commands},  # type: ignore[index]
+        {c["kwargs"]["command_id"] for c in commands},
         timeout_s=OUTCOME_DEADLINE_S,
     )
     assert {outcome.status for outcome in found.values()} == {"success"}
