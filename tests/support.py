@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import redis
 import sqlalchemy as sa
 
+from schemas import CommandOutcome
 from worker.database import normalized_url
+from worker.events import wait_for_outcomes
 
 WORKER_STOP_DEADLINE_S = 60
 TEST_HASH_KEY = "test-hash-key-" + "k" * 20
@@ -33,12 +39,13 @@ class WorkerProcess:
     log_path: Path
     argv: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
+    nodename: str = field(default_factory=lambda: unique("test") + "@" + socket.gethostname())
 
     def start(self, *extra: str) -> WorkerProcess:
         self.argv = [
             sys.executable, "-m", "celery", "-A", "worker", "worker",
             f"--queues={self.env['ACCOUNT_RESET_QUEUE']}",
-            f"--hostname={unique('test')}@%h",
+            f"--hostname={self.nodename}",
             "--loglevel=DEBUG", "--without-gossip", "--without-mingle",
             *extra,
         ]  # fmt: skip
@@ -59,6 +66,13 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def outcomes(
+        self, client: redis.Redis, command_ids: set[str], timeout_s: float = 60.0
+    ) -> dict[str, CommandOutcome]:
+        """Wait for the event of each command on this worker's stream."""
+        stream = self.env["ACCOUNT_RESET_EVENTS_STREAM"]
+        return wait_for_outcomes(client, stream, command_ids, timeout_s=timeout_s)
 
 
 def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[str, str]:
@@ -93,3 +107,43 @@ def postgres_database(admin_url: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+class TaskEventRecorder:
+    """Records the Celery events (the ones Flower shows) a broker carries, on a thread."""
+
+    def __init__(self, broker_url: str) -> None:
+        from celery import Celery
+
+        self.app = Celery(broker=broker_url)
+        self.events: list[dict[str, Any]] = []
+        self.changed = threading.Condition()
+        self.receiver: Any = None
+        self.thread = threading.Thread(target=self._capture, daemon=True)
+
+    def __enter__(self) -> TaskEventRecorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.receiver is not None:
+            self.receiver.should_stop = True
+        self.thread.join(timeout=WORKER_STOP_DEADLINE_S)
+
+    def _capture(self) -> None:
+        with self.app.connection_for_read() as connection:
+            self.receiver = self.app.events.Receiver(connection, handlers={"*": self._record})
+            # wakeup asks every worker for a heartbeat, so a test can wait until it is heard.
+            self.receiver.capture(limit=None, timeout=None, wakeup=True)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float) -> None:
+        with self.changed:
+            if not self.changed.wait_for(
+                lambda: any(predicate(e) for e in self.events), timeout=timeout_s
+            ):
+                raise TimeoutError("no matching Celery event before the deadline")

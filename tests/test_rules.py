@@ -22,23 +22,22 @@ NEW_PASSWORD = "brand-new-password"
 
 
 def reset_session_key(processor: CommandProcessor, *args: Any, **payload: Any) -> CommandOutcome:
-    return processor.run(
-        ResetSessionKey,
-        handlers.reset_session_key,
-        args=args,
-        payload=payload,
-        task_id=unique("task"),
-    )
+    return run(processor, ResetSessionKey, handlers.reset_session_key, args, payload)
 
 
 def reset_password(processor: CommandProcessor, *args: Any, **payload: Any) -> CommandOutcome:
-    return processor.run(
-        ResetAccountPassword,
-        handlers.reset_account_password,
-        args=args,
-        payload=payload,
-        task_id=unique("task"),
-    )
+    return run(processor, ResetAccountPassword, handlers.reset_account_password, args, payload)
+
+
+def run(
+    processor: CommandProcessor,
+    model: Any,
+    handler: Any,
+    args: tuple[Any, ...],
+    payload: dict[str, Any],
+) -> CommandOutcome:
+    """One delivery of a command, as the Celery task makes it."""
+    return processor.run(model, handler, args=args, payload=payload, task_id=unique("task"))
 
 
 def password_payload(username: Any, new_password: Any, secret_code: Any) -> dict[str, Any]:

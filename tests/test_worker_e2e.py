@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from tests.conftest import Seeder
-from tests.support import WorkerProcess, unique, worker_env
+from tests.support import TaskEventRecorder, WorkerProcess, unique, worker_env
 from worker.demo import Scenario, scenarios, seed_people
 from worker.events import stream_outcomes, wait_for_outcomes
 
@@ -56,12 +56,7 @@ def test_every_seed_scenario_through_a_real_worker(
         running_worker,
         [{"task": s.task, "kwargs": {**s.kwargs, "command_id": cid}} for s, cid in plan],
     )
-    found = wait_for_outcomes(
-        redis_client,
-        running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
-        {cid for _, cid in plan},
-        timeout_s=OUTCOME_DEADLINE_S,
-    )
+    found = running_worker.outcomes(redis_client, {cid for _, cid in plan})
 
     seen = {s.title + " " + s.task: (found[cid].code or "success") for s, cid in plan}
     assert seen == {s.title + " " + s.task: s.expect for s, _ in plan}
@@ -83,12 +78,7 @@ def test_command_id_defaults_to_the_task_id(
         kwargs={"accountid": user.accountid, "requester_accountid": user.accountid},
         queue=running_worker.env["ACCOUNT_RESET_QUEUE"],
     )
-    found = wait_for_outcomes(
-        redis_client,
-        running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
-        {result.id},
-        timeout_s=OUTCOME_DEADLINE_S,
-    )
+    found = running_worker.outcomes(redis_client, {result.id})
     assert found[result.id].status == "success"
     assert found[result.id].accountid == user.accountid
     assert found[result.id].appid == "test-app"
@@ -108,12 +98,7 @@ def test_worker_log_holds_no_secret(
             "command_id": command_id,
         }}],
     )  # fmt: skip
-    wait_for_outcomes(
-        redis_client,
-        running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
-        {command_id},
-        timeout_s=OUTCOME_DEADLINE_S,
-    )
+    running_worker.outcomes(redis_client, {command_id})
     account = seeder.load(user.accountid)
     log = running_worker.log()
     assert command_id in log  # the log is the worker's, at DEBUG, and covers this command
@@ -157,12 +142,7 @@ def test_a_raw_protocol2_message_pushed_with_plain_redis_gets_its_event(
 
     redis_client.lpush(queue, message)
 
-    found = wait_for_outcomes(
-        redis_client,
-        running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
-        {command_id},
-        timeout_s=OUTCOME_DEADLINE_S,
-    )
+    found = running_worker.outcomes(redis_client, {command_id})
     assert found[command_id].status == "success"
     assert seeder.load(user.accountid).session_key_number == 2
 
@@ -180,12 +160,7 @@ def test_a_pickled_message_is_refused_and_never_runs(
     pickled = producer.send_task("reset-session-key", kwargs=kwargs, queue=queue)
     after = producer.send_task("reset-session-key", kwargs=kwargs, queue=queue, serializer="json")
 
-    found = wait_for_outcomes(
-        redis_client,
-        running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
-        {after.id},
-        timeout_s=OUTCOME_DEADLINE_S,
-    )
+    found = running_worker.outcomes(redis_client, {after.id})
     assert found[after.id].status == "success"
     assert "Refusing to deserialize untrusted content of type pickle" in running_worker.log()
     assert pickled.id not in {e.command_id for e in stream_outcomes(
@@ -205,12 +180,7 @@ def test_concurrent_commands_on_one_account_all_apply(
 
     send_with_plain_celery(running_worker, commands)
 
-    found = wait_for_outcomes(
-        redis_client,
-        running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"],
-        {c["kwargs"]["command_id"] for c in commands},
-        timeout_s=OUTCOME_DEADLINE_S,
-    )
+    found = running_worker.outcomes(redis_client, {c["kwargs"]["command_id"] for c in commands})
     assert {outcome.status for outcome in found.values()} == {"success"}
     assert seeder.load(user.accountid).session_key_number == 21
 
@@ -244,3 +214,35 @@ def test_a_database_that_stays_down_ends_in_an_internal_error_event(
     finally:
         worker.stop()
         redis_client.delete(env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"])
+
+
+def test_task_events_show_identifiers_but_no_secret(
+    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """What Flower and `celery events` display, from a producer that sends no kwargsrepr."""
+    user = seeder.account()
+    code = seeder.code(user, unique("distinctive-code"))
+    password = unique("distinctive-password")[:40]
+    queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
+    kwargs = {"username": user.username, "new-password": password, "secret-code": code}
+    message = raw_protocol2_message("reset-account-password", kwargs, queue)
+    task_id = json.loads(message)["headers"]["id"]
+
+    with TaskEventRecorder(running_worker.env["ACCOUNT_RESET_BROKER_URL"]) as recorder:
+        recorder.wait_for(
+            lambda e: e.get("hostname") == running_worker.nodename, timeout_s=OUTCOME_DEADLINE_S
+        )
+        redis_client.lpush(queue, message)
+        running_worker.outcomes(redis_client, {task_id})
+        recorder.wait_for(
+            lambda e: e.get("uuid") == task_id and e["type"] == "task-succeeded",
+            timeout_s=OUTCOME_DEADLINE_S,
+        )
+    ours = [e for e in recorder.events if e.get("uuid") == task_id]
+    received = next(e for e in ours if e["type"] == "task-received")
+
+    assert "'username': '[redacted]'" in received["kwargs"]
+    assert "'new-password': '[redacted]'" in received["kwargs"]
+    shown = json.dumps(ours)
+    for secret in (password, code, user.username):
+        assert secret not in shown
