@@ -107,7 +107,7 @@ def test_worker_log_holds_no_secret(
         assert secret not in log
 
 
-def raw_protocol2_message(task: str, kwargs: dict[str, object], queue: str) -> str:
+def raw_protocol2_message(task: str, kwargs: dict[str, Any], queue: str) -> str:
     """A Celery protocol-2 message as a producer in any language writes it to the Redis list."""
     task_id = str(uuid.uuid4())
     body = base64.b64encode(json.dumps([[], kwargs, {}]).encode()).decode()
