@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 from schemas.codes import CommandRejected, ExceptionCode
 
 MAX_COMMAND_ID_LENGTH = 200
+MAX_APPID_LENGTH = 200
 _CODES = frozenset(code.value for code in ExceptionCode)
 
 
@@ -65,7 +66,7 @@ class _Command(BaseModel):
     # Input key -> code reported when that field is absent, empty or of the wrong type.
     field_codes: ClassVar[dict[str, ExceptionCode]]
 
-    appid: str = Field(min_length=1, max_length=200)
+    appid: str = Field(min_length=1, max_length=MAX_APPID_LENGTH)
     command_id: str = Field(min_length=1, max_length=MAX_COMMAND_ID_LENGTH)
 
     @field_validator("*", mode="after")
@@ -75,6 +76,11 @@ class _Command(BaseModel):
         if isinstance(text, str) and not 0 < len(text) <= _limits(info).max_field_length:
             raise PydanticCustomError("text_length", "text is empty or longer than allowed")
         return value
+
+    @staticmethod
+    def usable_appid(appid: Any) -> str | None:
+        """The appid if it could be valid, for a failure event about an invalid command."""
+        return appid if isinstance(appid, str) and 0 < len(appid) <= MAX_APPID_LENGTH else None
 
     @classmethod
     def parse(cls, payload: dict[str, Any], limits: CommandLimits) -> _Command:

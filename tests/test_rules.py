@@ -316,6 +316,15 @@ def test_unusable_command_id_is_invalid_payload(
     assert outcome.code == "invalid-payload"
 
 
+@pytest.mark.parametrize("appid", [5, "", "a" * 201, ["test-app"]])
+def test_unusable_appid_is_invalid_payload_and_not_echoed(
+    processor: CommandProcessor, appid: Any
+) -> None:
+    outcome = reset_session_key(processor, accountid="acct_x", appid=appid)
+    assert outcome.code == "invalid-payload"
+    assert outcome.appid is None
+
+
 # Idempotency, events and the cache.
 
 

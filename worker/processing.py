@@ -114,7 +114,7 @@ class CommandProcessor:
                 command_id=command_id,
                 command=model.name,
                 code=rejected.code,
-                appid=appid if isinstance(appid, str) else None,
+                appid=model.usable_appid(appid),
                 accountid=rejected.accountid,
             )
         return CommandOutcome.success(
