@@ -43,3 +43,12 @@ def test_production_refuses_the_development_hash_key(monkeypatch: pytest.MonkeyP
 def test_hash_key_never_shows_in_a_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACCOUNT_RESET_HASH_KEY", "very-secret-hash-key")
     assert "very-secret-hash-key" not in repr(Settings())
+
+
+def test_retry_backoff_must_stay_below_the_visibility_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACCOUNT_RESET_VISIBILITY_TIMEOUT_S", "60")
+    monkeypatch.setenv("ACCOUNT_RESET_RETRY_BACKOFF_MAX_S", "60")
+    with pytest.raises(ValidationError, match="RETRY_BACKOFF_MAX_S"):
+        Settings()

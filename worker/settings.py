@@ -56,9 +56,19 @@ class Settings(BaseSettings):
 
     # Transient faults (database, Redis) are retried with exponential backoff and jitter.
     max_retries: int = Field(default=5, ge=0)
-    retry_backoff_max_s: int = Field(default=60, ge=1)
+    # Below the visibility timeout: a retry waits in the worker as an unacknowledged message,
+    # and one held past the timeout would be delivered a second time.
+    retry_backoff_max_s: int = Field(default=30, ge=1)
 
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _retries_within_visibility(self) -> Settings:
+        if self.retry_backoff_max_s >= self.visibility_timeout_s:
+            raise ValueError(
+                "ACCOUNT_RESET_RETRY_BACKOFF_MAX_S must be below ACCOUNT_RESET_VISIBILITY_TIMEOUT_S"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> Settings:
