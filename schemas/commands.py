@@ -34,7 +34,6 @@ class CommandLimits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     min_username_length: int = 6
-    max_username_length: int = 50
     min_password_length: int = 6
     max_password_length: int = 50
     # Any text field longer than this is refused before it is hashed or looked up.
@@ -46,9 +45,25 @@ def _limits(info: ValidationInfo) -> CommandLimits:
     return context if isinstance(context, CommandLimits) else CommandLimits()
 
 
-def _none_unless_text(value: Any, handler: Any) -> Any:
-    """A requester of the wrong type or empty counts as no requester at all."""
-    if not isinstance(value, str) or not value:
+def js_length(text: str) -> int:
+    """Length as the dashboard's JavaScript counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def is_usable_text(text: str, limits: CommandLimits) -> bool:
+    """Not empty, not over the hard cap, and valid Unicode (no lone surrogate from JSON)."""
+    if not 0 < len(text) <= limits.max_field_length:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _none_unless_text(value: Any, handler: Any, info: ValidationInfo) -> Any:
+    """A requester that is not usable text counts as no requester at all."""
+    if not isinstance(value, str) or not is_usable_text(value, _limits(info)):
         return None
     return handler(value)
 
@@ -65,17 +80,23 @@ class _Command(BaseModel):
     name: ClassVar[str]
     # Input key -> code reported when that field is absent, empty or of the wrong type.
     field_codes: ClassVar[dict[str, ExceptionCode]]
+    # Field -> code reported when its text is over the hard cap, where that is not the above.
+    too_long_codes: ClassVar[dict[str, ExceptionCode]] = {}
 
     appid: str = Field(min_length=1, max_length=MAX_APPID_LENGTH)
     command_id: str = Field(min_length=1, max_length=MAX_COMMAND_ID_LENGTH)
 
     @field_validator("*", mode="after")
     @classmethod
-    def _bounded_text(cls, value: Any, info: ValidationInfo) -> Any:
+    def _usable_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """Text is checked before anything hashes it, looks it up or stores it."""
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(text, str) and not 0 < len(text) <= _limits(info).max_field_length:
-            raise PydanticCustomError("text_length", "text is empty or longer than allowed")
-        return value
+        if not isinstance(text, str) or is_usable_text(text, _limits(info)):
+            return value
+        if len(text) > _limits(info).max_field_length and info.field_name in cls.too_long_codes:
+            code = cls.too_long_codes[info.field_name]
+            raise PydanticCustomError(code.value, "text longer than allowed")
+        raise PydanticCustomError("unusable_text", "text is empty, too long or not valid Unicode")
 
     @staticmethod
     def usable_appid(appid: Any) -> str | None:
@@ -123,6 +144,9 @@ class ResetAccountPassword(_Command):
         "new-password": ExceptionCode.INVALID_PASSWORD,
         "new_password": ExceptionCode.INVALID_PASSWORD,
     }
+    too_long_codes: ClassVar[dict[str, ExceptionCode]] = {
+        "new_password": ExceptionCode.INVALID_PASSWORD_LENGTH,
+    }
 
     # Declared in the dashboard's order of checks.
     secret_code: SecretStr = Field(validation_alias=AliasChoices("secret-code", "secret_code"))
@@ -132,18 +156,16 @@ class ResetAccountPassword(_Command):
     @field_validator("username", mode="after")
     @classmethod
     def _username_length(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        limits = _limits(info)
-        if not limits.min_username_length <= len(value) <= limits.max_username_length:
-            raise PydanticCustomError(ExceptionCode.INVALID_USERNAME, "no username has this length")
+        if js_length(value.get_secret_value()) < _limits(info).min_username_length:
+            raise PydanticCustomError(ExceptionCode.INVALID_USERNAME, "username too short")
         return value
 
     @field_validator("new_password", mode="after")
     @classmethod
     def _password_length(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
         limits = _limits(info)
-        if not 0 < len(value) <= limits.max_field_length:
-            return value  # reported by the shared emptiness/size check as invalid-password
-        if not limits.min_password_length <= len(value) <= limits.max_password_length:
+        length = js_length(value.get_secret_value())
+        if not limits.min_password_length <= length <= limits.max_password_length:
             raise PydanticCustomError(
                 ExceptionCode.INVALID_PASSWORD_LENGTH, "password length out of range"
             )

@@ -260,6 +260,13 @@ def test_username_in_another_appid_is_invalid_username(
         (password_payload("", "", "code"), "invalid-username"),
         (password_payload("short", "", "code"), "invalid-username"),
         (password_payload("u" * 51, "password", "code"), "invalid-username"),
+        # Only the minimum is checked at step 2: a long username with no password is step 3.
+        (password_payload("u" * 51, "", "code"), "invalid-password"),
+        (password_payload("username", "p" * 1025, "code"), "invalid-password-length"),
+        (password_payload("u" * 1025, "password", "code"), "invalid-username"),
+        # Lengths count UTF-16 code units, as the dashboard's JavaScript does.
+        (password_payload("\U0001f600" * 3, "password", "code"), "invalid-username"),
+        (password_payload("username", "\U0001f600" * 2, "code"), "invalid-password-length"),
         (password_payload("username", None, "code"), "invalid-password"),
         (password_payload("username", "12345", "code"), "invalid-password-length"),
         (password_payload("username", "p" * 51, "code"), "invalid-password-length"),
@@ -287,6 +294,53 @@ def test_wrong_type_gets_the_missing_code(
     payload = password_payload("username", "password", "code")
     payload[field] = value
     assert reset_password(processor, **payload).code == code
+
+
+@pytest.mark.parametrize(
+    ("field", "code"),
+    [
+        ("username", "invalid-username"),
+        ("new-password", "invalid-password"),
+        ("secret-code", "invalid-secret-code"),
+    ],
+)
+def test_text_that_is_not_valid_unicode_gets_the_missing_code(
+    processor: CommandProcessor, seeder: Seeder, field: str, code: str
+) -> None:
+    """A lone surrogate (JSON "\\ud800") cannot be hashed; it must not become an error message."""
+    user = seeder.account()
+    payload = password_payload(user.username, "password", seeder.code(user))
+    payload[field] = payload[field] + "\ud800"
+    assert reset_password(processor, **payload).code == code
+
+
+def test_emoji_password_counts_as_the_dashboard_counts_it(
+    processor: CommandProcessor, seeder: Seeder
+) -> None:
+    user = seeder.account()
+    emoji_password = "\U0001f600" * 3  # six UTF-16 code units: long enough for the dashboard
+    outcome = reset_password(
+        processor, **password_payload(user.username, emoji_password, seeder.code(user))
+    )
+    assert outcome.status == "success"
+    assert seeder.hasher.password_matches(
+        emoji_password, seeder.load(user.accountid).password_hash or ""
+    )
+
+
+@pytest.mark.parametrize("requester", ["r" * 1025, "acct\ud800"])
+def test_unusable_requester_counts_as_none_after_the_account_check(
+    processor: CommandProcessor, seeder: Seeder, requester: str
+) -> None:
+    assert (
+        reset_session_key(processor, accountid="acct_nobody", requester_accountid=requester).code
+        == "invalid-accountid"
+    )
+    user = seeder.account()
+    assert (
+        reset_session_key(processor, accountid=user.accountid, requester_accountid=requester).code
+        == "invalid-account"
+    )
 
 
 def test_underscore_names_and_unknown_fields_are_accepted(
@@ -342,6 +396,30 @@ def test_same_command_id_applies_once_and_replays_the_same_event(
     assert first == second
     events = stream_outcomes(redis_client, processor.events.stream)
     assert [event.event_id for event in events] == [first.event_id] * 2
+
+
+def test_a_command_id_taken_by_the_other_command_is_invalid_payload(
+    processor: CommandProcessor, seeder: Seeder
+) -> None:
+    user = seeder.account()
+    command_id = unique("cmd")
+    first = reset_session_key(
+        processor, accountid=user.accountid, requester_accountid=user.accountid,
+        command_id=command_id,
+    )  # fmt: skip
+    second = reset_password(
+        processor, command_id=command_id,
+        **password_payload(user.username, NEW_PASSWORD, seeder.code(user)),
+    )  # fmt: skip
+    assert first.status == "success"
+    assert (second.command, second.code) == ("reset-account-password", "invalid-payload")
+    assert second.event_id != first.event_id
+    assert seeder.codes_of(user.accountid) == 1  # nothing applied
+    replay = reset_session_key(
+        processor, accountid=user.accountid, requester_accountid=user.accountid,
+        command_id=command_id,
+    )  # fmt: skip
+    assert replay == first
 
 
 def test_event_carries_the_contract_fields_and_no_secret(

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from tests.conftest import Seeder
 from tests.support import TaskEventRecorder, WorkerProcess, unique, worker_env
 from worker.demo import Scenario, scenarios, seed_people
-from worker.events import stream_outcomes, wait_for_outcomes
+from worker.events import stream_outcomes
 
 OUTCOME_DEADLINE_S = 60.0
 
@@ -84,21 +86,25 @@ def test_command_id_defaults_to_the_task_id(
     assert found[result.id].appid == "test-app"
 
 
+@pytest.mark.parametrize("producer", ["celery", "raw"])
 def test_worker_log_holds_no_secret(
-    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis, producer: str
 ) -> None:
+    """At DEBUG; the raw producer's short headers put the kwargs early in Celery's log lines."""
     user = seeder.account()
     code = seeder.code(user, unique("distinctive-code"))
     password = unique("distinctive-password")[:40]
     command_id = unique("cmd")
-    send_with_plain_celery(
-        running_worker,
-        [{"task": "reset-account-password", "kwargs": {
-            "username": user.username, "new-password": password, "secret-code": code,
-            "command_id": command_id,
-        }}],
-    )  # fmt: skip
-    running_worker.outcomes(redis_client, {command_id})
+    kwargs = {"username": user.username, "new-password": password, "secret-code": code}
+    kwargs["command_id"] = command_id
+    if producer == "celery":
+        send_with_plain_celery(
+            running_worker, [{"task": "reset-account-password", "kwargs": kwargs}]
+        )
+    else:
+        queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
+        redis_client.lpush(queue, raw_protocol2_message("reset-account-password", kwargs, queue))
+    assert running_worker.outcomes(redis_client, {command_id})[command_id].status == "success"
     account = seeder.load(user.accountid)
     log = running_worker.log()
     assert command_id in log  # the log is the worker's, at DEBUG, and covers this command
@@ -188,32 +194,40 @@ def test_concurrent_commands_on_one_account_all_apply(
 def test_a_database_that_stays_down_ends_in_an_internal_error_event(
     redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
+    """Retried with backoff, then internal-error; no retry shows a secret in a task event."""
     env = worker_env(
         redis_url=redis_url,
         database_url="postgresql://postgres@127.0.0.1:1/none",
         ACCOUNT_RESET_MAX_RETRIES="2",
         ACCOUNT_RESET_RETRY_BACKOFF_MAX_S="1",
     )
+    secrets = {"username": unique("secret-user"), "new-password": unique("secret-password")[:40],
+               "secret-code": unique("secret-code")}  # fmt: skip
+    queue = env["ACCOUNT_RESET_QUEUE"]
+    message = raw_protocol2_message("reset-account-password", secrets, queue)
+    task_id = json.loads(message)["headers"]["id"]
     worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
     try:
-        from celery import Celery
-
-        sent = Celery(broker=redis_url).send_task(
-            "reset-session-key",
-            kwargs={"accountid": "acct_x", "requester_accountid": "acct_x"},
-            queue=env["ACCOUNT_RESET_QUEUE"],
-        )
-        found = wait_for_outcomes(
-            redis_client,
-            env["ACCOUNT_RESET_EVENTS_STREAM"],
-            {sent.id},
-            timeout_s=OUTCOME_DEADLINE_S,
-        )
-        assert found[sent.id].code == "internal-error"
-        assert worker.log().count("transient fault, retrying") == 2
+        with TaskEventRecorder(redis_url) as recorder:
+            recorder.wait_for(
+                lambda e: e.get("hostname") == worker.nodename, timeout_s=OUTCOME_DEADLINE_S
+            )
+            redis_client.lpush(queue, message)
+            found = worker.outcomes(redis_client, {task_id})
+            recorder.wait_for(
+                lambda e: e.get("uuid") == task_id and e["type"] == "task-failed",
+                timeout_s=OUTCOME_DEADLINE_S,
+            )
+        assert found[task_id].code == "internal-error"
+        assert len(re.findall(r"transient fault \w+, retrying", worker.log())) == 2
+        ours = [e for e in recorder.events if e.get("uuid") == task_id]
+        assert [e["type"] for e in ours].count("task-sent") == 2  # the two retries
+        shown = json.dumps(ours) + worker.log()
+        for secret in secrets.values():
+            assert secret not in shown
     finally:
         worker.stop()
-        redis_client.delete(env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"])
+        redis_client.delete(queue, env["ACCOUNT_RESET_EVENTS_STREAM"])
 
 
 def test_task_events_show_identifiers_but_no_secret(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
+from celery.signals import after_setup_logger
 
 from worker.bootstrap import broker_url
 from worker.settings import Settings, get_settings
@@ -38,6 +40,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": settings.task_events,
         "worker_hijack_root_logger": False,
     }
+
+
+# Loggers whose DEBUG lines quote a task's real arguments (the pool's "Apply" line).
+ARGUMENT_QUOTING_LOGGERS = ("celery.pool",)
+
+
+@after_setup_logger.connect
+def _never_log_arguments(**_kwargs: Any) -> None:
+    for name in ARGUMENT_QUOTING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 app = Celery("account-reset", include=["tasks.entrypoints"])

@@ -1,8 +1,9 @@
-"""The Celery task class both commands share: redaction, retries of transient faults."""
+"""The Celery task class both commands share: redaction, retries, and the last word on failure."""
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,8 @@ from typing_extensions import override
 
 from schemas import CommandOutcome, ExceptionCode
 from worker.bootstrap import runtime
-from worker.processing import C, Handler
+from worker.processing import C, Handler, command_id_of
+from worker.redaction import redacted_args, redacted_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,14 @@ TRANSIENT_FAULTS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
 )
+
+
+class InternalFault(Exception):
+    """A fault outside the rules, named by its type alone.
+
+    The original exception's message may quote a payload value (a UnicodeEncodeError quotes
+    the text it could not encode), so it never reaches Celery's logs or task events.
+    """
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -45,35 +55,58 @@ class CommandTask(Task[Any, str]):
                 model, handler, args=args, payload=payload, task_id=str(self.request.id)
             )
         except Exception as exc:
+            fault = InternalFault(type(exc).__name__)
             if is_transient(exc):
-                self._retry_unless_exhausted(exc)
-            raise
+                self._retry_unless_exhausted(fault, args, payload)
+            log.error(
+                "%s failed with %s at\n%s",
+                self.name,
+                fault,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            raise fault from None
         return outcome.status.value
 
-    def _retry_unless_exhausted(self, exc: Exception) -> None:
+    def _retry_unless_exhausted(
+        self, fault: InternalFault, args: Sequence[Any], payload: dict[str, Any]
+    ) -> None:
         """Raise Celery's Retry with backoff and jitter; return once retries are spent."""
         settings = runtime().settings
         retries = self.request.retries
-        fault = {"task": self.name, "fault": type(exc).__name__, "retries": retries}
         if retries >= settings.max_retries:
-            log.error("transient fault, retries exhausted", extra=fault)
+            log.error("%s: transient fault %s, retries exhausted", self.name, fault)
             return
-        log.warning("transient fault, retrying", extra=fault)
+        log.warning("%s: transient fault %s, retrying", self.name, fault)
         countdown = get_exponential_backoff_interval(
             factor=1, retries=retries, maximum=settings.retry_backoff_max_s, full_jitter=True
         )
-        raise self.retry(countdown=countdown, max_retries=settings.max_retries, exc=exc)
+        raise self.retry(  # type: ignore[call-arg]  # the stubs omit retry's **options
+            countdown=countdown,
+            max_retries=settings.max_retries,
+            exc=fault,
+            # The retry is a new message: without these, Celery shows its real arguments in
+            # the `task-sent` event.
+            argsrepr=redacted_args(args),
+            kwargsrepr=redacted_kwargs(payload),
+        )
 
     @override
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
-        """Retries are spent or the fault is not a rule: say so on the events stream."""
-        command_id = kwargs.get("command_id") if isinstance(kwargs, dict) else None
-        outcome = CommandOutcome.failure(
-            command_id=command_id if isinstance(command_id, str) else task_id,
+        """Nothing more will be tried: the stream gets the recorded outcome, or internal-error.
+
+        An outcome is recorded when the failure came after the commit (publishing, the cache):
+        the command was applied, so its own event is what consumers must see.
+        """
+        payload = kwargs if isinstance(kwargs, dict) else {}
+        command_id = command_id_of(payload, task_id)
+        processor = runtime().processor
+        recorded = processor.recorded_outcome(command_id, command=self.name)
+        outcome = recorded or CommandOutcome.failure(
+            command_id=command_id,
             command=self.name,
             code=ExceptionCode.INTERNAL_ERROR,
             appid=None,
         )
-        runtime().processor.events.publish(outcome)
+        processor.events.publish(outcome)

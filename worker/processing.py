@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import CommandLimits, CommandOutcome, ExceptionCode, OutcomeStatus
@@ -51,7 +51,6 @@ class CommandProcessor:
         """Process one delivery. Safe to repeat: a known command_id replays its outcome."""
         started = time.perf_counter()
         outcome, replayed = self._decide(model, handler, args, payload, task_id)
-        self._announce(outcome)
         log.info(
             "%s %s command_id=%s status=%s code=%s in %.1f ms",
             outcome.command,
@@ -61,6 +60,7 @@ class CommandProcessor:
             outcome.code.value if outcome.code else "-",
             (time.perf_counter() - started) * 1000,
         )
+        self._announce(outcome)
         return outcome
 
     def _decide(
@@ -76,6 +76,9 @@ class CommandProcessor:
         appid = self.default_appid if appid is None else appid
         with UnitOfWork(self.sessions) as uow:
             recorded = uow.recorded_outcome(command_id)
+            if recorded is not None and recorded.command != model.name:
+                # The id is taken by the other command: refuse, and leave its record alone.
+                return self._reused_id(model, command_id, appid), False
             if recorded is not None:
                 return recorded, True
             envelope = _Envelope(command_id, appid, well_formed=well_formed and not args)
@@ -121,14 +124,37 @@ class CommandProcessor:
             command_id=command_id, command=model.name, appid=command.appid, accountid=accountid
         )
 
+    @staticmethod
+    def _reused_id(model: type[C], command_id: str, appid: Any) -> CommandOutcome:
+        return CommandOutcome.failure(
+            command_id=command_id,
+            command=model.name,
+            code=ExceptionCode.INVALID_PAYLOAD,
+            appid=model.usable_appid(appid),
+        )
+
     def _announce(self, outcome: CommandOutcome) -> None:
         """Publish after the commit; a crash before this point replays on redelivery."""
         self.events.publish(outcome)
-        with UnitOfWork(self.sessions) as uow:
-            uow.mark_published(outcome.event_id, datetime.now(UTC))
-            uow.commit()
+        try:
+            with UnitOfWork(self.sessions) as uow:
+                uow.mark_published(outcome.event_id, datetime.now(UTC))
+                uow.commit()
+        except SQLAlchemyError as exc:
+            # Only bookkeeping: the event is out, and a replay would publish it again.
+            log.warning("event %s published, not marked: %s", outcome.event_id, type(exc).__name__)
         if outcome.status is OutcomeStatus.SUCCESS and outcome.accountid:
             self.cache.forget(outcome.accountid)
+
+    def recorded_outcome(self, command_id: str, *, command: str) -> CommandOutcome | None:
+        """The outcome recorded for this command, if the database can say."""
+        try:
+            with UnitOfWork(self.sessions) as uow:
+                recorded = uow.recorded_outcome(command_id)
+        except SQLAlchemyError as exc:
+            log.warning("outcome of %s unknown: %s", command_id, type(exc).__name__)
+            return None
+        return recorded if recorded is not None and recorded.command == command else None
 
 
 @dataclass(frozen=True)
@@ -136,6 +162,11 @@ class _Envelope:
     command_id: str
     appid: Any
     well_formed: bool
+
+
+def command_id_of(payload: dict[str, Any], task_id: str) -> str:
+    """The key a delivery's outcome is recorded under."""
+    return _command_id(payload, task_id)[0]
 
 
 def _command_id(payload: dict[str, Any], task_id: str) -> tuple[str, bool]:

@@ -42,7 +42,6 @@ class Settings(BaseSettings):
 
     # The dashboard's length rules.
     min_username_length: int = Field(default=6, ge=1)
-    max_username_length: int = Field(default=50, ge=1)
     min_password_length: int = Field(default=6, ge=1)
     max_password_length: int = Field(default=50, ge=1)
     max_field_length: int = Field(default=1024, ge=1)
@@ -84,7 +83,6 @@ class Settings(BaseSettings):
     def limits(self) -> CommandLimits:
         return CommandLimits(
             min_username_length=self.min_username_length,
-            max_username_length=self.max_username_length,
             min_password_length=self.min_password_length,
             max_password_length=self.max_password_length,
             max_field_length=self.max_field_length,
