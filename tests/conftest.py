@@ -108,15 +108,29 @@ def processor(
 ) -> Iterator[CommandProcessor]:
     """The worker's command path in this process, on a real database and a real Redis."""
     engine = create_db_engine(database_url)
-    yield CommandProcessor(
+    yield in_process_processor(engine, hasher, events_stream, redis_client)
+    engine.dispose()
+
+
+def in_process_processor(
+    engine: sa.Engine, hasher: Hasher, events: EventStream, cache: redis.Redis
+) -> CommandProcessor:
+    return CommandProcessor(
         sessions=session_factory(engine),
         hasher=hasher,
-        events=events_stream,
-        cache=DashboardCache(redis_client),
+        events=events,
+        cache=DashboardCache(cache),
         limits=CommandLimits(),
         default_appid="test-app",
     )
-    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of its own, for what only PostgreSQL can show."""
+    with postgres_database(_postgres_url_or_skip()) as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -136,18 +136,18 @@ def test_the_compose_commands_run_a_production_worker(
     subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
     with (tmp_path / "worker.log").open("wb") as log:
         process = subprocess.Popen([CLI, "worker"], env=env, stdout=log, stderr=log)
+    client = redis.Redis.from_url(redis_url)
+    stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
     try:
-        producer = Celery(broker=redis_url)
-        sent = producer.send_task(
+        sent = Celery(broker=redis_url).send_task(
             "reset-session-key",
             kwargs={"accountid": "acct_nobody"},
             queue=env["ACCOUNT_RESET_QUEUE"],
         )
-        client = redis.Redis.from_url(redis_url)
-        stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
         found = wait_for_outcomes(client, stream, {sent.id}, timeout_s=DEADLINE_S)
         assert found[sent.id].code == "invalid-accountid"
-        client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=DEADLINE_S) == 0
+        client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
+        client.close()

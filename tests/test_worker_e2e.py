@@ -260,3 +260,40 @@ def test_task_events_show_identifiers_but_no_secret(
     shown = json.dumps(ours)
     for secret in (password, code, user.username):
         assert secret not in shown
+
+
+def test_a_failure_after_the_commit_republishes_the_outcome_not_internal_error(
+    redis_url: str, database_url: str, seeder: Seeder, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """The dashboard cache is out of reach: the command is applied, and stays a success."""
+    env = worker_env(
+        redis_url=redis_url,
+        database_url=database_url,
+        ACCOUNT_RESET_CACHE_URL="redis://127.0.0.1:1/0",
+        ACCOUNT_RESET_MAX_RETRIES="1",
+        ACCOUNT_RESET_RETRY_BACKOFF_MAX_S="1",
+    )
+    user = seeder.account()
+    queue, stream = env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"]
+    kwargs = {"accountid": user.accountid, "requester_accountid": user.accountid}
+    message = raw_protocol2_message("reset-session-key", kwargs, queue)
+    task_id = json.loads(message)["headers"]["id"]
+    worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
+    try:
+        with TaskEventRecorder(redis_url) as recorder:
+            recorder.wait_for(
+                lambda e: e.get("hostname") == worker.nodename, timeout_s=OUTCOME_DEADLINE_S
+            )
+            redis_client.lpush(queue, message)
+            recorder.wait_for(
+                lambda e: e.get("uuid") == task_id and e["type"] == "task-failed",
+                timeout_s=OUTCOME_DEADLINE_S,
+            )
+        events = [e for e in stream_outcomes(redis_client, stream) if e.command_id == task_id]
+        # First attempt, its retry, and the final word: the same recorded success each time.
+        assert len(events) == 3
+        assert {(e.status, e.event_id) for e in events} == {("success", events[0].event_id)}
+        assert seeder.load(user.accountid).session_key_number == 2
+    finally:
+        worker.stop()
+        redis_client.delete(queue, stream)

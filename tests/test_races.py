@@ -1,0 +1,81 @@
+"""Two deliveries of one command_id, racing on PostgreSQL: one applies, both tell the same."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+import sqlalchemy as sa
+
+from schemas import CommandOutcome
+from tests.conftest import Seeder, in_process_processor
+from tests.support import unique
+from tests.test_rules import reset_session_key
+from worker.database import create_db_engine
+from worker.events import EventStream, stream_outcomes
+from worker.hashing import Hasher
+
+LOCK_WAIT_DEADLINE_S = 30.0
+POLL_INTERVAL_S = 0.02
+
+
+def backends_waiting_on_locks(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        query = sa.text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return int(connection.execute(query).scalar_one())
+
+
+def wait_until_waiting(engine: sa.Engine, count: int) -> None:
+    deadline = time.monotonic() + LOCK_WAIT_DEADLINE_S
+    while backends_waiting_on_locks(engine) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {count} transactions waiting on the account lock")
+        time.sleep(POLL_INTERVAL_S)  # polling an observable condition, not a guess at timing
+
+
+def test_racing_deliveries_of_one_command_id_apply_once(
+    postgres_url: str,
+    hasher: Hasher,
+    events_stream: EventStream,
+    redis_client: redis.Redis,
+) -> None:
+    seeder = Seeder(postgres_url, hasher)
+    user = seeder.account()
+    engine = create_db_engine(postgres_url, pool_size=4)
+    processor = in_process_processor(engine, hasher, events_stream, redis_client)
+    command_id = unique("cmd")
+    start = threading.Barrier(2)
+
+    def deliver() -> CommandOutcome:
+        start.wait()
+        return reset_session_key(
+            processor,
+            accountid=user.accountid,
+            requester_accountid=user.accountid,
+            command_id=command_id,
+        )
+
+    # Hold the account's row lock, so both deliveries pass the "already recorded?" check and
+    # then wait on the lock: the second to commit must lose on the outcome's primary key.
+    with engine.connect() as holder, ThreadPoolExecutor(max_workers=2) as pool:
+        transaction = holder.begin()
+        holder.execute(
+            sa.text("SELECT 1 FROM accounts WHERE accountid = :id FOR UPDATE"),
+            {"id": user.accountid},
+        )
+        deliveries = [pool.submit(deliver) for _ in range(2)]
+        wait_until_waiting(engine, 2)
+        transaction.commit()
+        first, second = (delivery.result(timeout=LOCK_WAIT_DEADLINE_S) for delivery in deliveries)
+
+    assert first == second
+    assert seeder.load(user.accountid).session_key_number == 2
+    events = stream_outcomes(redis_client, events_stream.stream)
+    assert [e.event_id for e in events] == [first.event_id] * 2
+    engine.dispose()
+    seeder.engine.dispose()
