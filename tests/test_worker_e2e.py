@@ -168,7 +168,8 @@ def test_a_pickled_message_is_refused_and_never_runs(
 
     found = running_worker.outcomes(redis_client, {after.id})
     assert found[after.id].status == "success"
-    assert "Refusing to deserialize untrusted content of type pickle" in running_worker.log()
+    refusal = "Refused a message (ContentDisallowed: Refusing to deserialize untrusted content"
+    assert refusal in running_worker.log()
     assert pickled.id not in {e.command_id for e in stream_outcomes(
         redis_client, running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"])}  # fmt: skip
     assert seeder.load(user.accountid).session_key_number == 2
@@ -297,3 +298,35 @@ def test_a_failure_after_the_commit_republishes_the_outcome_not_internal_error(
     finally:
         worker.stop()
         redis_client.delete(queue, stream)
+
+
+def test_refused_messages_are_logged_without_their_body(
+    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """An unknown task name and a body that is not JSON: refused, logged without secrets."""
+    queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
+    secret = unique("distinctive-password")
+    unknown = raw_protocol2_message("reset-pasword", {"new-password": secret}, queue)
+    not_json = json.loads(raw_protocol2_message("reset-account-password", {}, queue))
+    not_json["body"] = base64.b64encode(f"{{not json: {secret}".encode()).decode()
+    user = seeder.account()
+    command_id = unique("after")
+    good = raw_protocol2_message(
+        "reset-session-key",
+        {
+            "accountid": user.accountid,
+            "requester_accountid": user.accountid,
+            "command_id": command_id,
+        },
+        queue,
+    )
+
+    for message in (unknown, json.dumps(not_json), good):
+        redis_client.lpush(queue, message)
+
+    # Messages are taken in order: once the good one has its event, both were refused.
+    assert running_worker.outcomes(redis_client, {command_id})[command_id].status == "success"
+    log = running_worker.log()
+    assert "Refused a message (KeyError: 'reset-pasword')" in log
+    assert "Refused a message (DecodeError" in log
+    assert secret not in log

@@ -9,6 +9,7 @@ from celery import Celery
 from celery.signals import after_setup_logger
 
 from worker.bootstrap import broker_url
+from worker.redaction import RefusedMessageFilter
 from worker.settings import Settings, get_settings
 
 
@@ -44,12 +45,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 # Loggers whose DEBUG lines quote a task's real arguments (the pool's "Apply" line).
 ARGUMENT_QUOTING_LOGGERS = ("celery.pool",)
+# The logger that reports refused messages with their whole body.
+CONSUMER_LOGGER = "celery.worker.consumer.consumer"
 
 
 @after_setup_logger.connect
-def _never_log_arguments(**_kwargs: Any) -> None:
+def _keep_payloads_out_of_logs(**_kwargs: Any) -> None:
     for name in ARGUMENT_QUOTING_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
+    logging.getLogger(CONSUMER_LOGGER).addFilter(RefusedMessageFilter())
 
 
 app = Celery("account-reset", include=["tasks.entrypoints"])

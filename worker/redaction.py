@@ -8,8 +8,15 @@ the worker writes its own from the payload, whatever the producer sent.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from celery.worker.consumer.consumer import (  # type: ignore[attr-defined]  # not in the stubs
+    INVALID_TASK_ERROR,
+    MESSAGE_DECODE_ERROR,
+    UNKNOWN_FORMAT,
+    UNKNOWN_TASK_ERROR,
+)
 from celery.worker.request import Request
 
 # Fields whose values identify a command or account and may be displayed.
@@ -45,3 +52,23 @@ class RedactedRequest(Request):
         self._kwargsrepr = redacted_kwargs(self.kwargs)
         self.request_dict["argsrepr"] = self._argsrepr
         self.request_dict["kwargsrepr"] = self._kwargsrepr
+
+
+class RefusedMessageFilter(logging.Filter):
+    """Celery logs a refused message's body and headers, where the secrets are: keep only why.
+
+    Applies to the worker consumer's reports of unregistered tasks, invalid task messages,
+    undecodable bodies (pickle included) and unknown message formats.
+    """
+
+    TEMPLATES = frozenset({UNKNOWN_TASK_ERROR, INVALID_TASK_ERROR, MESSAGE_DECODE_ERROR,
+                           UNKNOWN_FORMAT})  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.TEMPLATES:
+            reason = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            shown = f"{type(reason).__name__}: {str(reason)[:200]}" if reason else "unknown format"
+            record.msg = "Refused a message (%s); its body and headers are not logged"
+            record.args = (shown,)
+            record.exc_info = record.exc_text = None
+        return True
