@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint worker migrate clean
+.PHONY: install demo test test-faults lint worker migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ demo: $(STAMP)
 	$(BIN)/account-reset demo
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/faults
+
+# Crashes and outages with real signals and servers; prints each test's figures.
+test-faults: $(STAMP)
+	$(BIN)/pytest -s tests/faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 import sqlalchemy as sa
@@ -25,6 +29,7 @@ from worker.events import wait_for_outcomes
 WORKER_STOP_DEADLINE_S = 60
 TEST_HASH_KEY = "test-hash-key-" + "k" * 20
 TEST_BCRYPT_ROUNDS = 4
+TEST_PAYLOAD_KEY = "x6Ky_9yt9BZP8oJGXGnsq1Ov7kxf1ic2bbZUnpWx4i4="
 
 
 def unique(prefix: str) -> str:
@@ -67,12 +72,83 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, pattern: str, timeout_s: float = 60.0, *, count: int = 1) -> str:
+        """The `count`-th match of `pattern` in the log, once the worker has written it."""
+        deadline = time.monotonic() + timeout_s
+        while len(found := re.findall(pattern, self.log())) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{pattern!r} not {count}x in the worker log after {timeout_s}s")
+            time.sleep(0.05)  # a file has no change notification here; the deadline bounds it
+        return str(found[count - 1])
+
     def outcomes(
         self, client: redis.Redis, command_ids: set[str], timeout_s: float = 60.0
     ) -> dict[str, CommandOutcome]:
         """Wait for the event of each command on this worker's stream."""
         stream = self.env["ACCOUNT_RESET_EVENTS_STREAM"]
         return wait_for_outcomes(client, stream, command_ids, timeout_s=timeout_s)
+
+
+def raw_protocol2_message(
+    task: str,
+    kwargs: Any,
+    queue: str,
+    *,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+    task_id: str | None = None,
+) -> str:
+    """A Celery protocol-2 message as a producer in any language writes it to the Redis list.
+
+    `body` replaces the encoded `[args, kwargs, embed]`, for malformed messages.
+    """
+    task_id = task_id or str(uuid.uuid4())
+    encoded = json.dumps([[], kwargs, {}]).encode() if body is None else body
+    return json.dumps(
+        {
+            "body": base64.b64encode(encoded).decode(),
+            "content-encoding": "utf-8",
+            "content-type": content_type,
+            "headers": {"lang": "js", "task": task, "id": task_id, "root_id": task_id},
+            "properties": {
+                "correlation_id": task_id,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )
+
+
+def task_id_of(message: str) -> str:
+    return str(json.loads(message)["headers"]["id"])
+
+
+Fields = Mapping[Any, Any]
+
+
+def follow_stream(
+    client: redis.Redis, key: str, done: Callable[[list[Fields]], bool], timeout_s: float
+) -> list[Fields]:
+    """Read a stream from its start until `done(entries so far)`; TimeoutError at the deadline."""
+    entries: list[Fields] = []
+    last: Any = "0-0"
+    deadline = time.monotonic() + timeout_s
+    while not done(entries):
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            raise TimeoutError(f"{key}: condition not met after {timeout_s}s")
+        reply = cast(
+            list[tuple[Any, list[tuple[Any, Fields]]]],
+            client.xread({key: last}, block=min(remaining_ms, 1000)),
+        )
+        for _key, batch in reply or []:
+            for entry_id, fields in batch:
+                last = entry_id
+                entries.append(fields)
+    return entries
 
 
 def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[str, str]:
@@ -88,6 +164,8 @@ def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[s
             "ACCOUNT_RESET_APPID": "test-app",
             "ACCOUNT_RESET_CACHE_URL": redis_url,
             "ACCOUNT_RESET_WORKER_CONCURRENCY": "2",
+            "ACCOUNT_RESET_DEAD_LETTERS_KEY": unique("account-reset-test") + ":dead-letters",
+            "ACCOUNT_RESET_PAYLOAD_KEY": TEST_PAYLOAD_KEY,
         }
     )
     env.update(overrides)

@@ -52,3 +52,22 @@ def test_retry_backoff_must_stay_below_the_visibility_timeout(
     monkeypatch.setenv("ACCOUNT_RESET_RETRY_BACKOFF_MAX_S", "60")
     with pytest.raises(ValidationError, match="RETRY_BACKOFF_MAX_S"):
         Settings()
+
+
+def test_a_payload_key_that_is_not_fernet_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(payload_key="not-a-fernet-key-but-a-secret")
+    assert "Fernet keys" in str(refused.value)
+    assert "not-a-fernet-key-but-a-secret" not in str(refused.value)
+
+
+def test_payload_keys_rotate_newest_first() -> None:
+    from cryptography.fernet import Fernet
+
+    from worker.settings import payload_sealer
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    sealed_with_old = payload_sealer(Settings(payload_key=old).payload_key).seal({"a": 1})  # type: ignore[arg-type]
+    rotated = payload_sealer(Settings(payload_key=f"{new},{old}").payload_key)  # type: ignore[arg-type]
+    assert rotated.open(sealed_with_old) == {"a": 1}
+    assert Fernet(new.encode()).decrypt(rotated.seal("x").encode()) == b'"x"'

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import redis
 from sqlalchemy import Engine
 
 from worker.cache import DashboardCache
 from worker.database import create_db_engine, session_factory
+from worker.dead_letters import DeadLetterBox
 from worker.embedded_redis import shared_embedded_redis
 from worker.events import EventStream
 from worker.hashing import Hasher
+from worker.outbox import OutboxRelay
 from worker.processing import CommandProcessor
-from worker.settings import Settings, get_settings
+from worker.settings import Settings, get_settings, payload_sealer
 
 
 def broker_url(settings: Settings) -> str:
@@ -35,27 +38,59 @@ class Runtime:
     settings: Settings
     engine: Engine
     processor: CommandProcessor
+    dead_letters: DeadLetterBox
+    relay: OutboxRelay
     pid: int
 
 
+def dead_letter_box(settings: Settings) -> DeadLetterBox:
+    """The dead letters; also what the operator commands open, without a database."""
+    return DeadLetterBox(
+        client=redis.Redis.from_url(events_url(settings)),
+        key=settings.dead_letters_key,
+        maxlen=settings.dead_letters_maxlen,
+        sealer=payload_sealer(settings.payload_key) if settings.payload_key else None,
+    )
+
+
 def build_runtime(settings: Settings) -> Runtime:
-    engine = create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = create_db_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        lock_timeout_s=settings.db_lock_timeout_s,
+    )
+    sessions = session_factory(engine)
     cache_client = redis.Redis.from_url(settings.cache_url) if settings.cache_url else None
+    events = EventStream(
+        client=redis.Redis.from_url(events_url(settings)),
+        stream=settings.events_stream,
+        maxlen=settings.events_stream_maxlen,
+    )
     processor = CommandProcessor(
-        sessions=session_factory(engine),
+        sessions=sessions,
         hasher=Hasher(
             key=settings.hash_key.get_secret_value(), bcrypt_rounds=settings.bcrypt_rounds
         ),
-        events=EventStream(
-            client=redis.Redis.from_url(events_url(settings)),
-            stream=settings.events_stream,
-            maxlen=settings.events_stream_maxlen,
-        ),
+        events=events,
         cache=DashboardCache(cache_client),
         limits=settings.limits,
         default_appid=settings.appid,
     )
-    return Runtime(settings=settings, engine=engine, processor=processor, pid=os.getpid())
+    relay = OutboxRelay(
+        sessions=sessions,
+        events=events,
+        grace=timedelta(seconds=settings.relay_grace_s),
+        batch_size=settings.relay_batch_size,
+        retention=timedelta(days=settings.outcome_retention_days),
+    )
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        processor=processor,
+        dead_letters=dead_letter_box(settings),
+        relay=relay,
+        pid=os.getpid(),
+    )
 
 
 _runtime: Runtime | None = None
@@ -64,6 +99,11 @@ _runtime: Runtime | None = None
 def runtime() -> Runtime:
     """This process's runtime, built on first use (and again in a forked child)."""
     global _runtime
-    if _runtime is None or _runtime.pid != os.getpid():
+    if _runtime is not None and _runtime.pid != os.getpid():
+        # Inherited through fork: the parent's connections are the parent's. Closing them
+        # here would end the parent's database sessions, so they are only let go.
+        _runtime.engine.dispose(close=False)
+        _runtime = None
+    if _runtime is None:
         _runtime = build_runtime(get_settings())
     return _runtime

@@ -9,15 +9,17 @@ from celery import Celery
 from celery.signals import after_setup_logger
 
 from worker.bootstrap import broker_url
+from worker.drain_step import DrainOnShutdown
 from worker.redaction import RefusedMessageFilter
+from worker.relay_step import OutboxRelayStep
 from worker.settings import Settings, get_settings
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    visibility = {"visibility_timeout": settings.visibility_timeout_s}
     return {
         "broker_url": broker_url(settings),
-        "broker_transport_options": visibility,
+        "broker_transport": "worker.redis_transport:Transport",
+        "broker_transport_options": transport_options(settings),
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.queue,
         "task_create_missing_queues": True,
@@ -40,6 +42,26 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": settings.task_events,
         "worker_hijack_root_logger": False,
+        "worker_consumer": "worker.consumer:DeadLetteringConsumer",
+    }
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """Kombu's Redis transport: when an unacknowledged message is taken back, and how often.
+
+    A message delivered and not acknowledged within the visibility timeout (its worker was
+    killed), or taken and never recorded, is put back on the queue at the next sweep; kombu's
+    default sweeps only every 100 s, so every restore interval is a real sweep here.
+    """
+    return {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "unacked_restore_interval": settings.restore_interval_s,
+        "unacked_restore_throttle": 1,
+        # A sweeper killed while holding the sweep lock blocks sweeps until it expires.
+        "unacked_mutex_expire": settings.visibility_timeout_s,
+        # One key per queue (no priority sub-queues), so the worker can take a message with
+        # BLMOVE into the queue's reserved list (worker/redis_transport.py).
+        "priority_steps": [0],
     }
 
 
@@ -58,3 +80,5 @@ def _keep_payloads_out_of_logs(**_kwargs: Any) -> None:
 
 app = Celery("account-reset", include=["tasks.entrypoints"])
 app.add_defaults(lambda: celery_config(get_settings()))
+app.steps["worker"].add(OutboxRelayStep)
+app.steps["consumer"].add(DrainOnShutdown)

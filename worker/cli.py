@@ -1,15 +1,21 @@
-"""`account-reset`: run the worker, migrate the database, run the demo."""
+"""`account-reset`: run the worker, migrate the database, handle dead letters, run the demo."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from worker.settings import get_settings
+
+if TYPE_CHECKING:
+    from worker.dead_letters import DeadLetter, DeadLetterBox
 
 DEMO_WIDTH = 190
 
@@ -66,6 +72,111 @@ def upgrade(wait_seconds: float) -> None:
     wait_for_database(url, timeout_s=wait_seconds, on_wait=lambda line: click.echo(line, err=True))
     run_upgrade(url)
     click.echo("database is at the latest revision", err=True)
+
+
+@main.group()
+def failed() -> None:
+    """Dead letters: commands the worker gave up on. List, show, retry or drop them."""
+
+
+@failed.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show the oldest N.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def failed_list(limit: int | None, as_json: bool) -> None:
+    """Every dead letter, oldest first (identifiers and reasons only, never a secret)."""
+    letters = _dead_letters().all(limit=limit)
+    if as_json:
+        for letter in letters:
+            click.echo(json.dumps(letter.shown()))
+        return
+    table = Table("id", "when", "reason", "task", "command_id", "accountid", "retryable")
+    for letter in letters:
+        table.add_row(
+            letter.letter_id,
+            letter.dead_lettered_at.isoformat(timespec="seconds"),
+            f"{letter.reason.value}: {letter.detail}",
+            letter.task or "-",
+            letter.command_id or "-",
+            letter.accountid or "-",
+            "yes" if letter.retryable else "no",
+        )
+    Console().print(table)
+    click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@failed.command("show")
+@click.argument("letter_id")
+def failed_show(letter_id: str) -> None:
+    """One dead letter, as JSON."""
+    letter = _dead_letters().get(letter_id)
+    if letter is None:
+        raise click.ClickException(f"no dead letter {letter_id}")
+    click.echo(json.dumps(letter.shown(), indent=2))
+
+
+@failed.command("retry")
+@click.argument("letter_ids", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every retryable dead letter.")
+def failed_retry(letter_ids: tuple[str, ...], retry_all: bool) -> None:
+    """Send dead letters back to the queue, with their command_id: a repeat is only a replay."""
+    from worker.celery_app import app
+    from worker.dead_letters import NotRetryable
+    from worker.redaction import redacted_kwargs
+    from worker.sealing import SealError
+
+    box = _dead_letters()
+    letters = _chosen(box, letter_ids, everything=retry_all)
+    refused = 0
+    for letter in letters:
+        try:
+            payload = box.payload(letter)
+        except (NotRetryable, SealError) as why:
+            refused += 1
+            click.echo(f"{letter.letter_id}: not retried, {why}", err=True)
+            continue
+        app.send_task(
+            str(letter.task),
+            kwargs=payload,
+            queue=get_settings().queue,
+            argsrepr="()",
+            kwargsrepr=redacted_kwargs(payload),
+        )
+        box.drop(letter.letter_id)
+        click.echo(f"{letter.letter_id}: retried as command_id {letter.command_id}")
+    if refused and not retry_all:
+        raise SystemExit(1)
+
+
+@failed.command("drop")
+@click.argument("letter_ids", nargs=-1)
+@click.option("--all", "drop_all", is_flag=True, help="Drop every dead letter.")
+@click.confirmation_option("--yes", prompt="Drop these dead letters for good?")
+def failed_drop(letter_ids: tuple[str, ...], drop_all: bool) -> None:
+    """Delete dead letters (their commands are not run)."""
+    box = _dead_letters()
+    for letter in _chosen(box, letter_ids, everything=drop_all):
+        box.drop(letter.letter_id)
+        click.echo(f"{letter.letter_id}: dropped")
+
+
+def _dead_letters() -> DeadLetterBox:
+    from worker.bootstrap import dead_letter_box
+
+    return dead_letter_box(get_settings())
+
+
+def _chosen(
+    box: DeadLetterBox, letter_ids: tuple[str, ...], *, everything: bool
+) -> list[DeadLetter]:
+    if everything == bool(letter_ids):
+        raise click.UsageError("name dead letter ids, or give --all")
+    if everything:
+        return box.all()
+    letters = [box.get(letter_id) for letter_id in letter_ids]
+    missing = [i for i, letter in zip(letter_ids, letters, strict=True) if letter is None]
+    if missing:
+        raise click.ClickException(f"no dead letter {', '.join(missing)}")
+    return [letter for letter in letters if letter is not None]
 
 
 @main.command()

@@ -15,6 +15,7 @@ from typing_extensions import override
 
 from schemas import CommandOutcome, ExceptionCode
 from worker.bootstrap import runtime
+from worker.dead_letters import Reason, sealed_letter
 from worker.processing import C, Handler, command_id_of
 from worker.redaction import redacted_args, redacted_kwargs
 
@@ -36,6 +37,10 @@ class InternalFault(Exception):
     """
 
 
+class RetriesExhausted(InternalFault):
+    """A transient fault that outlasted every retry."""
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -44,6 +49,7 @@ def is_transient(exc: BaseException) -> bool:
 
 class CommandTask(Task[Any, str]):
     Request = "worker.redaction:RedactedRequest"
+    Strategy = "worker.message_guard:guarded_strategy"
     ignore_result = True
 
     def process(
@@ -58,6 +64,7 @@ class CommandTask(Task[Any, str]):
             fault = InternalFault(type(exc).__name__)
             if is_transient(exc):
                 self._retry_unless_exhausted(fault, args, payload)
+                fault = RetriesExhausted(type(exc).__name__)
             log.error(
                 "%s failed with %s at\n%s",
                 self.name,
@@ -97,16 +104,35 @@ class CommandTask(Task[Any, str]):
         """Nothing more will be tried: the stream gets the recorded outcome, or internal-error.
 
         An outcome is recorded when the failure came after the commit (publishing, the cache):
-        the command was applied, so its own event is what consumers must see.
+        the command was applied, so its own event is what consumers must see (and the relay
+        publishes it, should Redis refuse here too). Otherwise the command is dead-lettered for
+        an operator to retry, and consumers are told `internal-error`.
         """
         payload = kwargs if isinstance(kwargs, dict) else {}
         command_id = command_id_of(payload, task_id)
-        processor = runtime().processor
-        recorded = processor.recorded_outcome(command_id, command=self.name)
-        outcome = recorded or CommandOutcome.failure(
-            command_id=command_id,
-            command=self.name,
-            code=ExceptionCode.INTERNAL_ERROR,
-            appid=None,
+        parts = runtime()
+        recorded = parts.processor.recorded_outcome(command_id, command=self.name)
+        if recorded is not None:
+            parts.processor.events.publish(recorded)
+            return
+        exhausted = isinstance(exc, RetriesExhausted)
+        letter = sealed_letter(
+            reason=Reason.RETRIES_EXHAUSTED if exhausted else Reason.INTERNAL_FAULT,
+            detail=str(exc) if isinstance(exc, InternalFault) else type(exc).__name__,
+            task=self.name,
+            task_id=task_id,
+            kwargs={**payload, "command_id": command_id},
+            sealer=parts.dead_letters.sealer,
+            retries=self.request.retries,
+            hostname=self.request.hostname,
         )
-        processor.events.publish(outcome)
+        letter_id = parts.dead_letters.put(letter)
+        log.error("%s command_id=%s dead-lettered as %s", self.name, command_id, letter_id)
+        parts.processor.events.publish(
+            CommandOutcome.failure(
+                command_id=command_id,
+                command=self.name,
+                code=ExceptionCode.INTERNAL_ERROR,
+                appid=None,
+            )
+        )

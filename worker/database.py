@@ -11,7 +11,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 DATABASE_WAIT_INTERVAL_S = 1.0
 
 
@@ -23,21 +22,26 @@ def normalized_url(url: str) -> URL:
     return parsed
 
 
-def create_db_engine(url: str, *, pool_size: int = 2) -> Engine:
-    """An engine that never prints statement parameters (they hold hashes) in its errors."""
+def create_db_engine(url: str, *, pool_size: int = 2, lock_timeout_s: float = 5.0) -> Engine:
+    """An engine that never prints statement parameters (they hold hashes) in its errors.
+
+    A lock wait past `lock_timeout_s` fails (PostgreSQL's lock_timeout, SQLite's busy
+    timeout) as an OperationalError, which the task retries.
+    """
     parsed = normalized_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engine(parsed, busy_timeout_ms=int(lock_timeout_s * 1000))
     return create_engine(
         parsed,
         hide_parameters=True,
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=0,
+        connect_args={"options": f"-c lock_timeout={int(lock_timeout_s * 1000)}"},
     )
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, *, busy_timeout_ms: int) -> Engine:
     engine = create_engine(url, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
@@ -46,7 +50,7 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

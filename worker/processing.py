@@ -138,10 +138,10 @@ class CommandProcessor:
         self.events.publish(outcome)
         try:
             with UnitOfWork(self.sessions) as uow:
-                uow.mark_published(outcome.event_id, datetime.now(UTC))
+                uow.mark_published([outcome.event_id], datetime.now(UTC))
                 uow.commit()
         except SQLAlchemyError as exc:
-            # Only bookkeeping: the event is out, and a replay would publish it again.
+            # Only bookkeeping: the event is out; the relay will publish it once more.
             log.warning("event %s published, not marked: %s", outcome.event_id, type(exc).__name__)
         if outcome.status is OutcomeStatus.SUCCESS and outcome.accountid:
             self.cache.forget(outcome.accountid)

@@ -66,7 +66,9 @@ class RefusedMessageFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg in self.TEMPLATES:
-            reason = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            # The unknown-format report's only argument is the message itself.
+            args = record.args if isinstance(record.args, tuple) else ()
+            reason = args[0] if args and record.msg != UNKNOWN_FORMAT else None
             shown = f"{type(reason).__name__}: {str(reason)[:200]}" if reason else "unknown format"
             record.msg = "Refused a message (%s); its body and headers are not logged"
             record.args = (shown,)

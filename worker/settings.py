@@ -5,10 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import CommandLimits
+from worker.sealing import Sealer
 
 DEVELOPMENT_HASH_KEY = "development-only-hash-key"
 
@@ -46,8 +47,10 @@ class Settings(BaseSettings):
     max_password_length: int = Field(default=50, ge=1)
     max_field_length: int = Field(default=1024, ge=1)
 
-    # Delivery: late acknowledgement, and how soon a lost worker's commands come back.
-    visibility_timeout_s: int = Field(default=60, ge=5)
+    # Delivery: late acknowledgement, and how soon a lost worker's commands come back: after
+    # the visibility timeout, at the next sweep for abandoned messages (within about a minute).
+    visibility_timeout_s: int = Field(default=50, ge=5)
+    restore_interval_s: int = Field(default=5, ge=1)
     prefetch_multiplier: int = Field(default=1, ge=1)
     worker_concurrency: int | None = Field(default=None, ge=1)
     soft_shutdown_timeout_s: float = Field(default=30.0, ge=0)
@@ -59,7 +62,41 @@ class Settings(BaseSettings):
     # and one held past the timeout would be delivered a second time.
     retry_backoff_max_s: int = Field(default=30, ge=1)
 
+    # A row lock held longer than this (a stuck transaction) is a transient fault, retried.
+    db_lock_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Commands that cannot be processed: poison messages, and faults that outlasted retries.
+    dead_letters_key: str = "account-reset:dead-letters"
+    dead_letters_maxlen: int = Field(default=100_000, ge=1)
+    # A message body larger than this is dead-lettered unread (a real command is under 4 KiB).
+    max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Fernet keys, comma-separated, newest first: secrets in dead letters are sealed with the
+    # first, and any of them opens. Unset: a dead letter withholds secret fields instead.
+    payload_key: SecretStr | None = None
+
+    # The outbox relay publishes outcomes committed but never published (a crash in between).
+    relay_interval_s: float = Field(default=5.0, gt=0)
+    relay_grace_s: float = Field(default=10.0, ge=0)
+    relay_batch_size: int = Field(default=500, ge=1)
+    # Outcome records (the idempotency keys) are kept this long after they are published.
+    outcome_retention_days: int = Field(default=30, ge=1)
+
     log_level: str = "INFO"
+
+    @field_validator("payload_key")
+    @classmethod
+    def _payload_keys_are_fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        if value is not None:
+            try:
+                payload_sealer(value)
+            except ValueError:
+                raise ValueError(
+                    "ACCOUNT_RESET_PAYLOAD_KEY must be Fernet keys (url-safe base64 of 32 bytes),"
+                    " comma-separated"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _retries_within_visibility(self) -> Settings:
@@ -87,6 +124,10 @@ class Settings(BaseSettings):
             max_password_length=self.max_password_length,
             max_field_length=self.max_field_length,
         )
+
+
+def payload_sealer(keys: SecretStr) -> Sealer:
+    return Sealer([key.strip() for key in keys.get_secret_value().split(",") if key.strip()])
 
 
 @lru_cache(maxsize=1)

@@ -84,9 +84,33 @@ class UnitOfWork:
             )
         )
 
-    def mark_published(self, event_id: str, published_at: datetime) -> None:
+    def mark_published(self, event_ids: list[str], published_at: datetime) -> None:
         self.session.execute(
             update(OutcomeRecord)
-            .where(OutcomeRecord.event_id == event_id, OutcomeRecord.published_at.is_(None))
+            .where(OutcomeRecord.event_id.in_(event_ids), OutcomeRecord.published_at.is_(None))
             .values(published_at=published_at)
         )
+
+    def unpublished_outcomes(
+        self, *, recorded_before: datetime, limit: int
+    ) -> list[CommandOutcome]:
+        """Outcomes committed but not yet published, oldest first.
+
+        Rows another relay holds are skipped (PostgreSQL), so nodes do not publish in step.
+        """
+        query = (
+            select(OutcomeRecord.event)
+            .where(OutcomeRecord.published_at.is_(None))
+            .where(OutcomeRecord.recorded_at < recorded_before)
+            .order_by(OutcomeRecord.recorded_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [CommandOutcome.model_validate_json(event) for event in self.session.scalars(query)]
+
+    def prune_outcomes(self, *, published_before: datetime) -> int:
+        """Forget outcomes published long ago; their command_ids may then be applied again."""
+        result = self.session.execute(
+            delete(OutcomeRecord).where(OutcomeRecord.published_at < published_before)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,1 @@
+"""Fault tests (`make test-faults`): real processes, real signals, real outages."""

@@ -1,0 +1,81 @@
+"""SIGKILL mid-stream, of the worker's main process and of its pool children."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import redis
+
+from tests.conftest import Seeder
+from tests.faults.harness import CommandStream, kill_main, pool_children, wait_gone
+from tests.support import WorkerProcess, worker_env
+from worker.hashing import Hasher
+
+KILLS = 3
+COMMANDS = 600
+
+
+def crash_env(redis_url: str, database_url: str) -> dict[str, str]:
+    # A short visibility timeout, so a killed main process's commands come back within seconds.
+    return worker_env(
+        redis_url=redis_url,
+        database_url=database_url,
+        ACCOUNT_RESET_VISIBILITY_TIMEOUT_S="5",
+        ACCOUNT_RESET_RETRY_BACKOFF_MAX_S="2",
+        ACCOUNT_RESET_RESTORE_INTERVAL_S="1",
+    )
+
+
+def test_sigkill_of_the_main_process_mid_stream_applies_each_command_once(
+    redis_url: str,
+    postgres_url: str,
+    hasher: Hasher,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    seeder = Seeder(postgres_url, hasher)
+    worker = WorkerProcess(env=crash_env(redis_url, postgres_url), log_path=tmp_path / "w.log")
+    commands = CommandStream.plan(seeder, worker, accounts=60, count=COMMANDS)
+    commands.push(redis_client)
+    orphans: list[int] = []
+    try:
+        for kill in range(1, KILLS + 1):
+            worker.start()
+            commands.wait_for_progress(redis_client, kill * COMMANDS // (KILLS + 2))
+            orphans += kill_main(worker)
+        worker.start()
+        commands.verify(seeder, redis_client, f"SIGKILL main process x{KILLS}")
+    finally:
+        worker.stop()
+        wait_gone(orphans)
+        commands.delete(redis_client)
+        seeder.engine.dispose()
+
+
+def test_sigkill_of_pool_children_mid_stream_applies_each_command_once(
+    redis_url: str,
+    postgres_url: str,
+    hasher: Hasher,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    seeder = Seeder(postgres_url, hasher)
+    worker = WorkerProcess(env=crash_env(redis_url, postgres_url), log_path=tmp_path / "w.log")
+    commands = CommandStream.plan(seeder, worker, accounts=60, count=COMMANDS)
+    worker.start()
+    commands.push(redis_client)
+    try:
+        for kill in range(1, KILLS + 1):
+            commands.wait_for_progress(redis_client, kill * COMMANDS // (KILLS + 2))
+            os.kill(pool_children(worker)[0], signal.SIGKILL)
+            # The next kill only once billiard has seen this death and replaced the child.
+            worker.wait_for_log(r"exited with 'signal 9 \(SIGKILL\)'", count=kill)
+        figures = commands.verify(seeder, redis_client, f"SIGKILL pool child x{KILLS}")
+    finally:
+        worker.stop()
+        commands.delete(redis_client)
+        seeder.engine.dispose()
+    assert figures["sent"] == COMMANDS
+    assert worker.log().count("exited with 'signal 9 (SIGKILL)'") == KILLS

@@ -1,0 +1,155 @@
+"""The outbox relay: a committed outcome always reaches the stream, a rolled-back one never does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from schemas import CommandOutcome
+from tests.conftest import Seeder
+from tests.faults.services import PrivateRedis
+from tests.support import (
+    TaskEventRecorder,
+    WorkerProcess,
+    raw_protocol2_message,
+    task_id_of,
+    worker_env,
+)
+from worker.database import create_db_engine, session_factory
+from worker.events import EventStream, stream_outcomes, wait_for_outcomes
+from worker.models import OutcomeRecord
+from worker.outbox import OutboxRelay
+from worker.unit_of_work import UnitOfWork
+
+GRACE = timedelta(seconds=10)
+RETENTION = timedelta(days=30)
+
+
+@pytest.fixture
+def relay(database_url: str, events_stream: EventStream) -> Iterator[OutboxRelay]:
+    engine = create_db_engine(database_url)
+    yield OutboxRelay(
+        sessions=session_factory(engine),
+        events=events_stream,
+        grace=GRACE,
+        batch_size=2,
+        retention=RETENTION,
+    )
+    engine.dispose()
+
+
+def committed(relay: OutboxRelay, *, commit: bool = True) -> CommandOutcome:
+    """An outcome recorded as a task records it, then (as after a crash) never published."""
+    outcome = CommandOutcome.success(
+        command_id=f"relay-{datetime.now(UTC).timestamp()}-{id(object())}",
+        command="reset-session-key",
+        appid="test-app",
+        accountid="a",
+    )
+    with UnitOfWork(relay.sessions) as uow:
+        uow.record_outcome(outcome)
+        if commit:
+            uow.commit()
+    return outcome
+
+
+def relayed_ids(relay: OutboxRelay) -> list[str]:
+    return [e.event_id for e in stream_outcomes(relay.events.client, relay.events.stream)]
+
+
+def test_an_unpublished_outcome_is_relayed_once_after_the_grace_period(
+    relay: OutboxRelay,
+) -> None:
+    mine = {committed(relay).event_id for _ in range(3)}
+    rolled_back = committed(relay, commit=False)
+    later = datetime.now(UTC) + GRACE + timedelta(seconds=1)
+
+    assert relay.relay_once(datetime.now(UTC)) == 0  # within the grace: the task may publish
+    while relay.relay_once(later):  # batches of 2; rows of other tests may be overdue too
+        pass
+
+    published = relayed_ids(relay)
+    assert mine <= set(published)
+    assert len(published) == len(set(published))
+    assert rolled_back.event_id not in published
+    relay.relay_once(later)
+    assert relayed_ids(relay) == published
+
+
+def test_published_outcomes_are_pruned_after_the_retention(relay: OutboxRelay) -> None:
+    outcome = committed(relay)
+    with UnitOfWork(relay.sessions) as uow:
+        uow.mark_published([outcome.event_id], datetime.now(UTC))
+        uow.commit()
+    relay.relay_once(datetime.now(UTC) + RETENTION - timedelta(minutes=1))
+    with UnitOfWork(relay.sessions) as uow:
+        assert uow.recorded_outcome(outcome.command_id) is not None
+    relay.relay_once(datetime.now(UTC) + RETENTION + timedelta(minutes=1))
+    with UnitOfWork(relay.sessions) as uow:
+        assert uow.recorded_outcome(outcome.command_id) is None
+
+
+def test_an_event_that_could_not_be_published_is_relayed_once_redis_is_back(
+    redis_url: str,
+    database_url: str,
+    seeder: Seeder,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    """The events Redis is down through every retry: the committed success still gets out."""
+    with PrivateRedis() as events_redis:
+        events_redis.stop()
+        env = worker_env(
+            redis_url=redis_url,
+            database_url=database_url,
+            ACCOUNT_RESET_EVENTS_URL=events_redis.url,
+            ACCOUNT_RESET_MAX_RETRIES="0",
+            ACCOUNT_RESET_RELAY_INTERVAL_S="0.5",
+            ACCOUNT_RESET_RELAY_GRACE_S="1",
+        )
+        user = seeder.account()
+        queue, stream = env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"]
+        message = raw_protocol2_message(
+            "reset-session-key",
+            {"accountid": user.accountid, "requester_accountid": user.accountid},
+            queue,
+        )
+        worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
+        try:
+            with TaskEventRecorder(redis_url) as recorder:
+                recorder.wait_for(lambda e: e.get("hostname") == worker.nodename, timeout_s=60)
+                redis_client.lpush(queue, message)
+                # The task has given up: only the relay can publish the event now.
+                recorder.wait_for(
+                    lambda e: e.get("uuid") == task_id_of(message) and e["type"] == "task-failed",
+                    timeout_s=60,
+                )
+            assert unpublished(database_url, task_id_of(message))
+            events_redis.start()
+            events = redis.Redis.from_url(events_redis.url)
+            found = wait_for_outcomes(events, stream, {task_id_of(message)}, timeout_s=60)
+            assert found[task_id_of(message)].status == "success"
+            worker.wait_for_log(r"relayed \d+ outcome\(s\) committed but not published")
+        finally:
+            worker.stop()
+            redis_client.delete(queue)
+        ours = [e for e in stream_outcomes(events, stream) if e.command_id == task_id_of(message)]
+        assert [e.event_id for e in ours] == [found[task_id_of(message)].event_id]
+        assert seeder.load(user.accountid).session_key_number == 2
+
+
+def unpublished(database_url: str, command_id: str) -> bool:
+    """Whether the command's outcome is committed and not marked published."""
+    engine = create_db_engine(database_url)
+    query = sa.select(OutcomeRecord.published_at).where(OutcomeRecord.command_id == command_id)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(query).first()
+    finally:
+        engine.dispose()
+    return row is not None and row.published_at is None

@@ -1,0 +1,105 @@
+"""The worker's consumer: Celery's, plus a dead letter for every message it refuses.
+
+Celery acknowledges (or rejects) a poison message and logs it, so it never blocks the queue or
+loops; this keeps a redacted copy for operators first, and answers a producer that named one
+of the two commands with an `invalid-payload` event. Should the dead letter not be written
+(Redis unreachable), the message is left unacknowledged and comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.exceptions import InvalidTaskError
+from celery.worker.consumer import Consumer
+from kombu.exceptions import ContentDisallowed
+from typing_extensions import override
+
+from schemas import COMMANDS, CommandOutcome, ExceptionCode
+from worker.bootstrap import runtime
+from worker.dead_letters import Reason, sealed_letter
+from worker.message_guard import MessageTooLarge
+from worker.processing import command_id_of
+
+log = logging.getLogger(__name__)
+
+COMMAND_NAMES = frozenset(COMMANDS)
+
+
+class DeadLetteringConsumer(Consumer):
+    @override
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        self._dead_letter(message, Reason.INVALID_MESSAGE, "no task name in the headers")
+        super().on_unknown_message(body, message)
+
+    @override
+    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
+        self._dead_letter(message, Reason.UNKNOWN_TASK, "no such task", kwargs=_kwargs(message))
+        super().on_unknown_task(body, message, exc)
+
+    @override
+    def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        if isinstance(exc, MessageTooLarge):
+            self._dead_letter(message, Reason.TOO_LARGE, str(exc))
+        elif isinstance(exc, ContentDisallowed):
+            refused = f"content type {str(message.content_type)[:100]!r} is not accepted"
+            self._dead_letter(message, Reason.INVALID_MESSAGE, refused)
+        elif isinstance(exc, InvalidTaskError):
+            self._dead_letter(message, Reason.INVALID_MESSAGE, str(exc))
+        else:
+            self._dead_letter(message, Reason.INVALID_MESSAGE, type(exc).__name__)
+        super().on_invalid_task(body, message, exc)
+
+    @override
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        detail = f"body does not decode ({type(exc).__name__})"
+        self._dead_letter(message, Reason.UNDECODABLE, detail)
+        super().on_decode_error(message, exc)
+
+    def _dead_letter(
+        self, message: Any, reason: Reason, detail: str, *, kwargs: Any = None
+    ) -> None:
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        task, task_id = _text_or_none(headers.get("task")), _text_or_none(headers.get("id"))
+        parts = runtime()
+        letter = sealed_letter(
+            reason=reason,
+            detail=detail,
+            task=task,
+            task_id=task_id,
+            kwargs=kwargs,
+            sealer=parts.dead_letters.sealer,
+            hostname=self.hostname,
+        )
+        letter_id = parts.dead_letters.put(letter)
+        log.error(
+            "dead-lettered task %s id %s (%s: %s) as %s",
+            letter.task, letter.task_id, reason.value, letter.detail, letter_id,
+        )  # fmt: skip
+        if task in COMMAND_NAMES and task_id is not None:
+            # The producer named one of the commands: it gets an answer on the stream.
+            payload = kwargs if isinstance(kwargs, dict) else {}
+            parts.processor.events.publish(
+                CommandOutcome.failure(
+                    command_id=command_id_of(payload, task_id),
+                    command=task,
+                    code=ExceptionCode.INVALID_PAYLOAD,
+                    appid=None,
+                )
+            )
+
+
+def _kwargs(message: Any) -> Any:
+    """The keyword arguments of a decodable protocol 2 body, else None."""
+    try:
+        body = message.decode()
+    except Exception:  # any body that does not decode has no kwargs to keep
+        return None
+    if isinstance(body, list | tuple) and len(body) == 3 and isinstance(body[1], dict):
+        return body[1]
+    return None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,219 @@
+"""Kombu's Redis transport, with two faults of kombu 5.7 closed.
+
+**A message taken but not yet recorded.** Kombu takes a message with BRPOP and only then
+records it as unacknowledged; a worker killed in between, a Redis killed in between, or a
+connection dropped with the reply unread, loses the message: Redis keeps no copy. Here a
+consumer of a single queue takes it with BLMOVE into the queue's reserved list instead, and
+the same MULTI that records it as unacknowledged removes it from that list. Anything left in
+the reserved list longer than the visibility timeout belonged to a worker that died in that
+instant: the periodic restore puts it back on the queue. A message is thus always in the
+queue, the reserved list or the unacknowledged set. (Consuming several queues, or priority
+sub-queues, falls back to kombu's BRPOP.)
+
+**A lost connection stopping the worker.** When the broker connection is lost, kombu closes
+the channel and puts its unacknowledged messages back on the queue; in kombu 5.7 that step
+needs the connection's details, which are already gone, and the AttributeError stops the
+worker ("Unrecoverable error"). Those messages are still in Redis's unacknowledged set, so
+the periodic restore brings them back once the visibility timeout passes: this leaves them to
+it, and the worker reconnects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+from typing_extensions import override
+
+log = logging.getLogger(__name__)
+
+RESERVED_SUFFIX = ":reserved"
+# Puts a reserved message back on its queue only if it is still reserved (no worker took it).
+RETURN_RESERVED = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+    return 1
+end
+return 0
+"""
+
+
+# The stubs know little of kombu's Redis internals, which these classes extend.
+_KombuQoS: Any = kombu_redis.QoS
+_KombuChannel: Any = kombu_redis.Channel
+
+
+def reserved_key(queue: str) -> str:
+    return queue + RESERVED_SUFFIX
+
+
+class QoS(_KombuQoS):  # type: ignore[misc]
+    @override
+    def append(self, message: Any, delivery_tag: str) -> None:
+        reserved = self.channel.reserved_now
+        if reserved is None:
+            super().append(message, delivery_tag)
+            return
+        key, item = reserved
+        delivery = message.delivery_info
+        record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with self.pipe_or_acquire() as pipe:  # one MULTI: recorded and no longer reserved
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()})
+            pipe.hset(self.unacked_key, delivery_tag, record)
+            pipe.lrem(key, 1, item)
+            pipe.execute()
+        virtual.QoS.append(self, message, delivery_tag)
+
+    @override
+    def restore_unacked(self, client: Any = None) -> Any:
+        try:
+            return super().restore_unacked(client)
+        except AttributeError:
+            delivered: dict[str, Any] = self._delivered or {}
+            log.warning(
+                "broker connection lost: %d unacknowledged message(s) left for the restore"
+                " after the visibility timeout",
+                len(delivered),
+            )
+            delivered.clear()
+            return []
+
+    @override
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        super().restore_visible(start, num, interval)
+        if (self._vrestore_count - 1) % (interval or 1) == 0:
+            self.channel.restore_reserved(self.visibility_timeout)
+
+
+class Channel(_KombuChannel):  # type: ignore[misc]
+    QoS = QoS
+    reserved_now: tuple[str, bytes] | None = None
+    _single_queue: str | None = None
+
+    @override
+    def _brpop_start(self, timeout: int | None = None) -> None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if len(queues) != 1 or len(self.priority_steps) != 1 or self.global_keyprefix:
+            self._single_queue = None
+            super()._brpop_start(timeout)
+            return
+        queue = self._q_for_pri(queues[0], self.priority_steps[0])
+        self._single_queue = queues[0]
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        wait = self.brpop_timeout if timeout is None else timeout
+        self.client.connection.send_command(
+            "BLMOVE", queue, reserved_key(queue), "RIGHT", "LEFT", wait or 0
+        )
+
+    @override
+    def _brpop_read(self, **options: Any) -> Any:
+        queue = self._single_queue
+        if queue is None:
+            return super()._brpop_read(**options)
+        try:
+            try:
+                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next poll reconnects
+                raise
+            if not item:
+                raise virtual.Empty()
+            payload = _envelope(item)
+            if payload is None:
+                _refuse_unreadable(self.client, reserved_key(queue), item)
+                raise virtual.Empty()
+            self.reserved_now = (reserved_key(queue), item)
+            try:
+                self.connection._deliver(payload, queue)
+            finally:
+                self.reserved_now = None
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def restore_reserved(self, older_than_s: float) -> None:
+        """Put back on its queue each message reserved longer than `older_than_s`.
+
+        A message is reserved for the instant between BLMOVE and its unacknowledged record;
+        the first sweep that sees it notes the time, and a later one returns it.
+        """
+        for queue in self.active_queues:
+            key = reserved_key(queue)
+            with self.conn_or_acquire() as client:
+                try:
+                    with kombu_redis.Mutex(client, key + ":mutex", int(older_than_s) + 1):
+                        _return_stale(client, queue, key, older_than_s)
+                except kombu_redis.MutexHeld:
+                    pass
+
+
+def _envelope(item: bytes) -> dict[str, Any] | None:
+    """The kombu envelope in `item`, or None when kombu could not make a message of it."""
+    try:
+        payload = loads(bytes_to_str(item))
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
+        return None
+    properties = payload["properties"]
+    delivery = properties.get("delivery_info")
+    if "delivery_tag" not in properties or not isinstance(delivery, dict):
+        return None
+    if not {"exchange", "routing_key"} <= delivery.keys():
+        return None
+    if not isinstance(payload.get("body", ""), str) or not isinstance(
+        payload.get("headers", {}), dict
+    ):
+        return None
+    return payload
+
+
+def _refuse_unreadable(client: Any, key: str, item: bytes) -> None:
+    """Dead-letter a queue entry that is not a kombu message, then forget it."""
+    from worker.bootstrap import runtime  # the worker's parts; the transport loads first
+    from worker.dead_letters import Reason, sealed_letter
+
+    box = runtime().dead_letters
+    detail = f"a queue entry of {len(item)} bytes that is not a kombu JSON envelope"
+    letter = sealed_letter(
+        reason=Reason.UNDECODABLE, detail=detail, task=None, task_id=None, kwargs=None,
+        sealer=box.sealer, hostname=None,
+    )  # fmt: skip
+    letter_id = box.put(letter)
+    client.lrem(key, 1, item)
+    log.error("dead-lettered %s as %s", detail, letter_id)
+
+
+def _return_stale(client: Any, queue: str, key: str, older_than_s: float) -> None:
+    seen_key = key + ":seen"
+    items = {hashlib.sha256(item).hexdigest(): item for item in client.lrange(key, 0, -1)}
+    first_seen = {_text(d): score for d, score in client.zrange(seen_key, 0, -1, withscores=True)}
+    now = time.time()
+    with client.pipeline() as pipe:
+        for digest in items.keys() - first_seen.keys():
+            pipe.zadd(seen_key, {digest: now})
+        for digest in first_seen.keys() - items.keys():
+            pipe.zrem(seen_key, digest)
+        pipe.execute()
+    put_back = client.register_script(RETURN_RESERVED)
+    for digest, since in first_seen.items():
+        if digest in items and now - since > older_than_s:
+            if put_back(keys=[key, queue], args=[items[digest]]):
+                log.warning("a message reserved by a worker that died was put back on %s", queue)
+            client.zrem(seen_key, digest)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel

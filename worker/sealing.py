@@ -1,0 +1,35 @@
+"""Sealed values: JSON encrypted and authenticated with Fernet, so Redis never holds them plain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class SealError(Exception):
+    """A sealed value that no configured key opens (or that was altered)."""
+
+
+class Sealer:
+    """Seals with the first key; opens with any, so keys can be rotated."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        if not keys:
+            raise ValueError("no key")
+        try:
+            self._fernet = MultiFernet([Fernet(key) for key in keys])
+        except (ValueError, TypeError):
+            # Fernet's message is generic, but keep the key's text out of any traceback.
+            raise ValueError("not a Fernet key") from None
+
+    def seal(self, value: Any) -> str:
+        return self._fernet.encrypt(json.dumps(value).encode()).decode()
+
+    def open(self, token: str) -> Any:
+        try:
+            return json.loads(self._fernet.decrypt(token.encode()))
+        except (InvalidToken, ValueError):
+            raise SealError("the sealed value does not open with the configured keys") from None
