@@ -73,7 +73,7 @@ def test_queue_entries_that_are_not_kombu_messages_are_dead_lettered(
     env = quick_restore_worker.env
     queue, letters_key = env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_DEAD_LETTERS_KEY"]
     secret = unique("distinctive-secret")
-    not_kombu = [
+    not_kombu: list[str | bytes] = [
         f"not json {secret}",
         json.dumps({"body": secret, "headers": {"task": "reset-account-password"}}),
         json.dumps({"properties": {"delivery_tag": secret}, "body": secret}),
