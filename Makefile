@@ -27,7 +27,7 @@ test-faults: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy worker tasks schemas tests
+	$(BIN)/mypy worker tasks schemas client tests
 
 worker: $(STAMP)
 	$(BIN)/account-reset worker

@@ -13,6 +13,8 @@ class ExceptionCode(StrEnum):
     INVALID_PASSWORD = "invalid-password"
     INVALID_PASSWORD_LENGTH = "invalid-password-length"
     INVALID_RESET_CODE = "invalid-reset-code"
+    # Added by the worker: too many wrong reset codes for the account within the window.
+    TOO_MANY_ATTEMPTS = "too-many-attempts"
     # Added by the worker: the message itself could not be read as a command.
     INVALID_PAYLOAD = "invalid-payload"
     # Added by the worker: a fault outside the rules that retries could not overcome.
@@ -29,9 +31,13 @@ DESCRIPTIONS: dict[ExceptionCode, str] = {
     ExceptionCode.INVALID_PASSWORD: "new-password missing, empty or not a string",
     ExceptionCode.INVALID_PASSWORD_LENGTH: "new-password shorter than the minimum or longer than "
     "the maximum",
-    ExceptionCode.INVALID_RESET_CODE: "no reset code with that secret belongs to the account",
-    ExceptionCode.INVALID_PAYLOAD: "the message carries positional arguments or is otherwise not "
-    "a command",
+    ExceptionCode.INVALID_RESET_CODE: "no reset code with that secret belongs to the account "
+    "(or, with a code lifetime set, the code is older than that)",
+    ExceptionCode.TOO_MANY_ATTEMPTS: "the account has had too many wrong reset codes within the "
+    "attempt window; the code was not checked",
+    ExceptionCode.INVALID_PAYLOAD: "the message carries positional arguments, a sealed value "
+    "that does not open, a plaintext secret where sealing is required, or is otherwise not a "
+    "command",
     ExceptionCode.INTERNAL_ERROR: "a fault (database, Redis) persisted through every retry",
 }
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from schemas import ExceptionCode, ResetAccountPassword, ResetSessionKey
 from schemas.codes import CommandRejected
-from worker.hashing import Hasher
 from worker.models import Account
+from worker.rule_deps import RuleDeps
 from worker.unit_of_work import UnitOfWork
 
 SESSION_KEY_BYTES = 32
@@ -21,7 +21,7 @@ SESSION_KEY_BYTES = 32
 def reset_session_key(
     command: ResetSessionKey,
     uow: UnitOfWork,
-    hasher: Hasher,  # noqa: ARG001 (every handler takes the same arguments)
+    deps: RuleDeps,  # noqa: ARG001 (every handler takes the same arguments)
 ) -> str:
     """An account ends all its own sessions."""
     account = uow.account_by_id(command.accountid, command.appid)
@@ -33,27 +33,33 @@ def reset_session_key(
     return account.accountid
 
 
-def reset_account_password(command: ResetAccountPassword, uow: UnitOfWork, hasher: Hasher) -> str:
+def reset_account_password(command: ResetAccountPassword, uow: UnitOfWork, deps: RuleDeps) -> str:
     """The holder of a reset code sets a new password; every session ends, every code is used."""
-    username_hash = hasher.lookup_hash(command.username.get_secret_value())
+    username_hash = deps.hasher.lookup_hash(command.username.get_secret_value())
     account = uow.account_by_username_hash(username_hash, command.appid)
     if account is None:
         raise CommandRejected(ExceptionCode.INVALID_USERNAME)
     if account.deleted_at is not None:
         raise CommandRejected(ExceptionCode.INVALID_ACCOUNT, accountid=account.accountid)
+    who = {"appid": command.appid, "accountid": account.accountid}
+    if not deps.attempts.reserve(**who):
+        # Guessing stopped: the code is not even looked at until the window passes.
+        raise CommandRejected(ExceptionCode.TOO_MANY_ATTEMPTS, accountid=account.accountid)
+    now = datetime.now(UTC)
     code = uow.reset_code(
-        secret_code_hash=hasher.lookup_hash(command.secret_code.get_secret_value()),
+        secret_code_hash=deps.hasher.lookup_hash(command.secret_code.get_secret_value()),
         # The dashboard looked codes up without the account: anyone's code reset anyone's
         # password. A code counts only for the account it belongs to.
         accountid=account.accountid,
         appid=command.appid,
+        created_after=None if deps.code_ttl is None else now - deps.code_ttl,
     )
     if code is None:
         raise CommandRejected(ExceptionCode.INVALID_RESET_CODE, accountid=account.accountid)
+    deps.attempts.clear(**who)
 
-    now = datetime.now(UTC)
     # bcrypt last: every cheap check has passed by now.
-    account.password_hash = hasher.password_hash(command.new_password.get_secret_value())
+    account.password_hash = deps.hasher.password_hash(command.new_password.get_secret_value())
     account.password_last_changed_at = now
     account.reset_code_last_used_at = now
     _end_sessions(account, now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from tests.support import (
     worker_env,
 )
 from worker.cache import DashboardCache
+from worker.code_attempts import CodeAttempts
 from worker.database import create_db_engine, session_factory
 from worker.embedded_redis import EmbeddedRedis, free_port
 from worker.events import EventStream
@@ -33,6 +35,8 @@ from worker.hashing import Hasher
 from worker.migrate import upgrade
 from worker.models import Account, ResetCode
 from worker.processing import CommandProcessor
+from worker.rule_deps import RuleDeps
+from worker.sealed_fields import SealedFields
 from worker.seeding import SeededAccount, create_account, create_reset_code
 
 REQUIRE_SERVICES = os.environ.get("ACCOUNT_RESET_TEST_REQUIRE_SERVICES") == "1"
@@ -113,11 +117,21 @@ def processor(
 
 
 def in_process_processor(
-    engine: sa.Engine, hasher: Hasher, events: EventStream, cache: redis.Redis
+    engine: sa.Engine,
+    hasher: Hasher,
+    events: EventStream,
+    cache: redis.Redis,
+    *,
+    sealed: SealedFields | None = None,
+    code_ttl: timedelta | None = None,
 ) -> CommandProcessor:
+    attempts = CodeAttempts(
+        client=cache, key_prefix=unique("code-attempts"), max_attempts=5, window_s=900
+    )
     return CommandProcessor(
         sessions=session_factory(engine),
-        hasher=hasher,
+        deps=RuleDeps(hasher=hasher, attempts=attempts, code_ttl=code_ttl),
+        sealed=sealed or SealedFields(sealer=None, required=False, max_field_length=1024),
         events=events,
         cache=DashboardCache(cache),
         limits=CommandLimits(),
@@ -169,10 +183,13 @@ class Seeder:
                 deleted=deleted,
             )
 
-    def code(self, account: SeededAccount, code: str | None = None) -> str:
+    def code(
+        self, account: SeededAccount, code: str | None = None, *, age: timedelta | None = None
+    ) -> str:
         code = code or unique("code")
+        created_at = None if age is None else datetime.now(UTC) - age
         with self.sessions.begin() as session:
-            create_reset_code(session, self.hasher, account, code=code)
+            create_reset_code(session, self.hasher, account, code=code, created_at=created_at)
         return code
 
     def load(self, accountid: str) -> Account:

@@ -14,6 +14,7 @@ import redis
 from sqlalchemy import Engine
 
 from worker.cache import DashboardCache
+from worker.code_attempts import CodeAttempts
 from worker.database import create_db_engine, session_factory
 from worker.dead_letters import DeadLetterBox
 from worker.embedded_redis import shared_embedded_redis
@@ -21,6 +22,8 @@ from worker.events import EventStream
 from worker.hashing import Hasher
 from worker.outbox import OutboxRelay
 from worker.processing import CommandProcessor
+from worker.rule_deps import RuleDeps
+from worker.sealed_fields import SealedFields
 from worker.settings import Settings, get_settings, payload_sealer
 
 
@@ -53,6 +56,22 @@ def dead_letter_box(settings: Settings) -> DeadLetterBox:
     )
 
 
+def rule_deps(settings: Settings, client: redis.Redis) -> RuleDeps:
+    ttl = settings.code_ttl_seconds
+    return RuleDeps(
+        hasher=Hasher(
+            key=settings.hash_key.get_secret_value(), bcrypt_rounds=settings.bcrypt_rounds
+        ),
+        attempts=CodeAttempts(
+            client=client,
+            key_prefix=settings.attempts_key_prefix,
+            max_attempts=settings.max_code_attempts,
+            window_s=settings.attempt_window_seconds,
+        ),
+        code_ttl=None if ttl is None else timedelta(seconds=ttl),
+    )
+
+
 def build_runtime(settings: Settings) -> Runtime:
     engine = create_db_engine(
         settings.database_url,
@@ -68,8 +87,11 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     processor = CommandProcessor(
         sessions=sessions,
-        hasher=Hasher(
-            key=settings.hash_key.get_secret_value(), bcrypt_rounds=settings.bcrypt_rounds
+        deps=rule_deps(settings, events.client),
+        sealed=SealedFields(
+            sealer=payload_sealer(settings.payload_key) if settings.payload_key else None,
+            required=settings.require_sealed,
+            max_field_length=settings.max_field_length,
         ),
         events=events,
         cache=DashboardCache(cache_client),

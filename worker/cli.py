@@ -119,9 +119,9 @@ def failed_show(letter_id: str) -> None:
 @click.option("--all", "retry_all", is_flag=True, help="Retry every retryable dead letter.")
 def failed_retry(letter_ids: tuple[str, ...], retry_all: bool) -> None:
     """Send dead letters back to the queue, with their command_id: a repeat is only a replay."""
+    from schemas.display import redacted_kwargs
     from worker.celery_app import app
     from worker.dead_letters import NotRetryable
-    from worker.redaction import redacted_kwargs
     from worker.sealing import SealError
 
     box = _dead_letters()

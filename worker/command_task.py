@@ -14,10 +14,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from typing_extensions import override
 
 from schemas import CommandOutcome, ExceptionCode
+from schemas.display import redacted_args, redacted_kwargs
 from worker.bootstrap import runtime
 from worker.dead_letters import Reason, sealed_letter
 from worker.processing import C, Handler, command_id_of
-from worker.redaction import redacted_args, redacted_kwargs
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.redaction import DISPLAYABLE_FIELDS, MAX_DISPLAYED_LENGTH
+from schemas.display import DISPLAYABLE_FIELDS, MAX_DISPLAYED_LENGTH
 from worker.sealing import Sealer
 
 LETTER_FIELD = "letter"

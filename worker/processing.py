@@ -21,19 +21,21 @@ from schemas.codes import CommandRejected
 from schemas.commands import MAX_COMMAND_ID_LENGTH, ResetAccountPassword, ResetSessionKey
 from worker.cache import DashboardCache
 from worker.events import EventStream
-from worker.hashing import Hasher
+from worker.rule_deps import RuleDeps
+from worker.sealed_fields import SealedFields
 from worker.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 C = TypeVar("C", ResetSessionKey, ResetAccountPassword)
-Handler = Callable[[C, UnitOfWork, Hasher], str]
+Handler = Callable[[C, UnitOfWork, RuleDeps], str]
 
 
 @dataclass(frozen=True)
 class CommandProcessor:
     sessions: sessionmaker[Session]
-    hasher: Hasher
+    deps: RuleDeps
+    sealed: SealedFields
     events: EventStream
     cache: DashboardCache
     limits: CommandLimits
@@ -107,10 +109,9 @@ class CommandProcessor:
         try:
             if not envelope.well_formed:
                 raise CommandRejected(ExceptionCode.INVALID_PAYLOAD)
-            command = model.parse(
-                {**payload, "appid": appid, "command_id": command_id}, self.limits
-            )
-            accountid = handler(command, uow, self.hasher)  # type: ignore[arg-type]
+            opened = self.sealed.open(payload)
+            command = model.parse({**opened, "appid": appid, "command_id": command_id}, self.limits)
+            accountid = handler(command, uow, self.deps)  # type: ignore[arg-type]
         except CommandRejected as rejected:
             uow.rollback()
             return CommandOutcome.failure(

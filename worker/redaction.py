@@ -19,27 +19,7 @@ from celery.worker.consumer.consumer import (  # type: ignore[attr-defined]  # n
 )
 from celery.worker.request import Request
 
-# Fields whose values identify a command or account and may be displayed.
-DISPLAYABLE_FIELDS = frozenset({"accountid", "requester_accountid", "appid", "command_id"})
-MAX_DISPLAYED_LENGTH = 100
-REDACTED = "[redacted]"
-
-
-def redacted_kwargs(kwargs: Any) -> str:
-    if not isinstance(kwargs, dict):
-        return REDACTED
-    shown = {str(key)[:MAX_DISPLAYED_LENGTH]: _display(key, value) for key, value in kwargs.items()}
-    return repr(shown)
-
-
-def redacted_args(args: Any) -> str:
-    return "()" if not args else REDACTED
-
-
-def _display(key: Any, value: Any) -> str:
-    if key in DISPLAYABLE_FIELDS and isinstance(value, str):
-        return value[:MAX_DISPLAYED_LENGTH]
-    return REDACTED
+from schemas.display import redacted_args, redacted_kwargs
 
 
 class RedactedRequest(Request):

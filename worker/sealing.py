@@ -1,4 +1,8 @@
-"""Sealed values: JSON encrypted and authenticated with Fernet, so Redis never holds them plain."""
+"""Sealed values: encrypted and authenticated with Fernet, so Redis never holds them plain.
+
+`seal`/`open` carry any JSON value (the dead letters' hidden fields); `seal_text`/`open_text`
+carry one string as its UTF-8 bytes, the format producers use for secret fields.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,21 @@ class Sealer:
 
     def open(self, token: str) -> Any:
         try:
-            return json.loads(self._fernet.decrypt(token.encode()))
+            return json.loads(self._decrypt(token))
+        except ValueError:
+            raise SealError("the sealed value is not JSON") from None
+
+    def seal_text(self, text: str) -> str:
+        return self._fernet.encrypt(text.encode()).decode()
+
+    def open_text(self, token: str) -> str:
+        try:
+            return self._decrypt(token).decode()
+        except UnicodeDecodeError:
+            raise SealError("the sealed value is not UTF-8 text") from None
+
+    def _decrypt(self, token: str) -> bytes:
+        try:
+            return self._fernet.decrypt(token.encode())
         except (InvalidToken, ValueError):
             raise SealError("the sealed value does not open with the configured keys") from None

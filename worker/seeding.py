@@ -45,9 +45,14 @@ def create_account(
 
 
 def create_reset_code(
-    session: Session, hasher: Hasher, account: SeededAccount, *, code: str
+    session: Session,
+    hasher: Hasher,
+    account: SeededAccount,
+    *,
+    code: str,
+    created_at: datetime | None = None,
 ) -> str:
-    now = datetime.now(UTC)
+    now = created_at or datetime.now(UTC)
     codeid = f"code_{secrets.token_hex(8)}"
     session.add(
         ResetCode(

@@ -70,9 +70,20 @@ class Settings(BaseSettings):
     dead_letters_maxlen: int = Field(default=100_000, ge=1)
     # A message body larger than this is dead-lettered unread (a real command is under 4 KiB).
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Fernet keys, comma-separated, newest first: secrets in dead letters are sealed with the
-    # first, and any of them opens. Unset: a dead letter withholds secret fields instead.
+    # Fernet keys, comma-separated, newest first: producers seal secret fields with the first,
+    # dead letters are sealed with it, and any of them opens. Unset: sealed fields are refused
+    # and a dead letter withholds secret fields instead.
     payload_key: SecretStr | None = None
+    # Refuse (invalid-payload) a plaintext new-password or secret-code: producers must seal.
+    require_sealed: bool = False
+
+    # Guessing stopped: this many wrong reset codes for an account within the window, and its
+    # further attempts get too-many-attempts, unchecked, until the window passes.
+    max_code_attempts: int = Field(default=5, ge=1)
+    attempt_window_seconds: int = Field(default=900, ge=1)
+    attempts_key_prefix: str = "account-reset:code-attempts"
+    # Reset codes older than this are invalid-reset-code. Unset: codes never expire.
+    code_ttl_seconds: int | None = Field(default=None, ge=1)
 
     # The outbox relay publishes outcomes committed but never published (a crash in between).
     relay_interval_s: float = Field(default=5.0, gt=0)
@@ -97,6 +108,12 @@ class Settings(BaseSettings):
                     " comma-separated"
                 ) from None
         return value
+
+    @model_validator(mode="after")
+    def _sealing_needs_a_key(self) -> Settings:
+        if self.require_sealed and self.payload_key is None:
+            raise ValueError("ACCOUNT_RESET_REQUIRE_SEALED needs ACCOUNT_RESET_PAYLOAD_KEY")
+        return self
 
     @model_validator(mode="after")
     def _retries_within_visibility(self) -> Settings:

@@ -50,12 +50,21 @@ class UnitOfWork:
         )
         return self.session.scalars(query.with_for_update()).first()
 
-    def reset_code(self, *, secret_code_hash: str, accountid: str, appid: str) -> ResetCode | None:
+    def reset_code(
+        self,
+        *,
+        secret_code_hash: str,
+        accountid: str,
+        appid: str,
+        created_after: datetime | None = None,
+    ) -> ResetCode | None:
         query = select(ResetCode).where(
             ResetCode.secret_code_hash == secret_code_hash,
             ResetCode.accountid == accountid,
             ResetCode.appid == appid,
         )
+        if created_after is not None:
+            query = query.where(ResetCode.created_at >= created_after)
         return self.session.scalars(query).first()
 
     def delete_reset_codes(self, *, accountid: str, appid: str) -> None:
