@@ -51,8 +51,19 @@ def js_length(text: str) -> int:
 
 
 def is_usable_text(text: str, limits: CommandLimits) -> bool:
-    """Not empty, not over the hard cap, and valid Unicode (no lone surrogate from JSON)."""
-    if not 0 < len(text) <= limits.max_field_length:
+    """Not empty, not over the hard cap, and storable text (see `is_storable`)."""
+    return 0 < len(text) <= limits.max_field_length and is_storable(text)
+
+
+def storable(text: str, length: int) -> str:
+    """`text` cut to `length`, with what `is_storable` refuses replaced by "?"."""
+    return text[:length].encode("utf-8", "replace").decode().replace("\x00", "?")
+
+
+def is_storable(text: str) -> bool:
+    """Valid Unicode with no NUL: no lone surrogate (JSON allows them; UTF-8 does not), and
+    nothing PostgreSQL text or bcrypt refuses."""
+    if "\x00" in text:
         return False
     try:
         text.encode("utf-8")
@@ -101,7 +112,8 @@ class _Command(BaseModel):
     @staticmethod
     def usable_appid(appid: Any) -> str | None:
         """The appid if it could be valid, for a failure event about an invalid command."""
-        return appid if isinstance(appid, str) and 0 < len(appid) <= MAX_APPID_LENGTH else None
+        usable = isinstance(appid, str) and 0 < len(appid) <= MAX_APPID_LENGTH
+        return appid if usable and is_storable(appid) else None
 
     @classmethod
     def parse(cls, payload: dict[str, Any], limits: CommandLimits) -> _Command:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 import sqlalchemy as sa
+from hypothesis import settings
 
 from schemas import CommandLimits
 from tests.support import (
@@ -38,6 +39,10 @@ from worker.processing import CommandProcessor
 from worker.rule_deps import RuleDeps
 from worker.sealed_fields import SealedFields
 from worker.seeding import SeededAccount, create_account, create_reset_code
+
+# CI runs the same examples every time (HYPOTHESIS_PROFILE=ci); a developer's run explores.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REQUIRE_SERVICES = os.environ.get("ACCOUNT_RESET_TEST_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("ACCOUNT_RESET_TEST_DATABASE_URL")

@@ -16,6 +16,7 @@ from typing import Any, cast
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.commands import is_storable, storable
 from schemas.display import DISPLAYABLE_FIELDS, MAX_DISPLAYED_LENGTH
 from worker.sealing import Sealer
 
@@ -97,12 +98,12 @@ def sealed_letter(
     hidden = {k: v for k, v in payload.items() if k not in clear}
     names = sorted({k if k in KNOWN_FIELDS else UNNAMED_FIELD for k in hidden})
     sealed = sealer.seal(hidden) if sealer is not None and hidden else None
-    command_id = clear.get("command_id") or task_id
+    command_id = clear.get("command_id") or _shown(task_id, MAX_DISPLAYED_LENGTH)
     return DeadLetter(
         reason=reason,
-        detail=detail[:MAX_DETAIL_LENGTH],
-        task=None if task is None else task[:MAX_DISPLAYED_LENGTH],
-        task_id=None if task_id is None else task_id[:MAX_DISPLAYED_LENGTH],
+        detail=_shown(detail, MAX_DETAIL_LENGTH) or "",
+        task=_shown(task, MAX_DISPLAYED_LENGTH),
+        task_id=_shown(task_id, MAX_DISPLAYED_LENGTH),
         command_id=command_id,
         accountid=clear.get("accountid"),
         fields=clear,
@@ -118,7 +119,14 @@ def sealed_letter(
 def _displayable(key: Any, value: Any) -> bool:
     if key not in DISPLAYABLE_FIELDS:
         return False
-    return value is None or (isinstance(value, str) and len(value) <= MAX_DISPLAYED_LENGTH)
+    if value is None:
+        return True
+    return isinstance(value, str) and len(value) <= MAX_DISPLAYED_LENGTH and is_storable(value)
+
+
+def _shown(text: str | None, length: int) -> str | None:
+    """Header text from the message, cut short and made storable (lone surrogates, NUL)."""
+    return None if text is None else storable(text, length)
 
 
 class NotRetryable(Exception):

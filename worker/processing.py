@@ -18,7 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import CommandLimits, CommandOutcome, ExceptionCode, OutcomeStatus
 from schemas.codes import CommandRejected
-from schemas.commands import MAX_COMMAND_ID_LENGTH, ResetAccountPassword, ResetSessionKey
+from schemas.commands import (
+    MAX_COMMAND_ID_LENGTH,
+    ResetAccountPassword,
+    ResetSessionKey,
+    is_storable,
+    storable,
+)
 from worker.cache import DashboardCache
 from worker.events import EventStream
 from worker.rule_deps import RuleDeps
@@ -173,8 +179,9 @@ def command_id_of(payload: dict[str, Any], task_id: str) -> str:
 def _command_id(payload: dict[str, Any], task_id: str) -> tuple[str, bool]:
     """The producer's idempotency key, else the task id; and whether the given one was usable."""
     given = payload.get("command_id")
+    task_id = storable(task_id, MAX_COMMAND_ID_LENGTH)  # a message id is the producer's text
     if given is None:
         return task_id, True
-    if isinstance(given, str) and 0 < len(given) <= MAX_COMMAND_ID_LENGTH:
+    if isinstance(given, str) and 0 < len(given) <= MAX_COMMAND_ID_LENGTH and is_storable(given):
         return given, True
     return task_id, False
