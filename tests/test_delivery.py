@@ -135,6 +135,33 @@ def test_two_password_resets_racing_with_one_code_on_two_nodes(
     assert all(any(processed_by(node, i) for i in ids) for node in two_nodes)
 
 
+def test_wrong_codes_from_two_nodes_are_counted_once_each(
+    two_nodes: list[WorkerProcess], pg_seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """Twelve guesses at one account, spread over two nodes: five are checked, the rest refused
+    unchecked, and after them even the right code is refused."""
+    user = pg_seeder.account()
+    code = pg_seeder.code(user)
+    guesses = [
+        send(redis_client, two_nodes[0], "reset-account-password", username=user.username,
+             **{"new-password": "guessed-password", "secret-code": f"guess-{i}"})
+        for i in range(12)
+    ]  # fmt: skip
+    found = two_nodes[0].outcomes(redis_client, set(guesses))
+    right = send(redis_client, two_nodes[0], "reset-account-password", username=user.username,
+                 **{"new-password": "guessed-password", "secret-code": code})  # fmt: skip
+    refused = two_nodes[0].outcomes(redis_client, {right})[right]
+
+    codes = Counter(str(found[i].code) for i in guesses)
+    by_node = [sum(processed_by(node, i) for i in guesses) for node in two_nodes]
+    print(f"\nguesses 12, codes {dict(codes)}, per node {by_node}, then the right code: "
+          f"{refused.code}")  # fmt: skip
+    assert codes == Counter({"invalid-reset-code": 5, "too-many-attempts": 7})
+    assert refused.code == "too-many-attempts"
+    assert all(by_node)
+    assert pg_seeder.codes_of(user.accountid) == 1
+
+
 def test_two_commands_for_one_account_on_two_nodes_both_apply(
     two_nodes: list[WorkerProcess], pg_seeder: Seeder, redis_client: redis.Redis
 ) -> None:

@@ -71,3 +71,36 @@ def test_payload_keys_rotate_newest_first() -> None:
     rotated = payload_sealer(Settings(payload_key=f"{new},{old}").payload_key)  # type: ignore[arg-type]
     assert rotated.open(sealed_with_old) == {"a": 1}
     assert Fernet(new.encode()).decrypt(rotated.seal("x").encode()) == b'"x"'
+
+
+def test_security_settings_have_the_contracts_names_and_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "MAX_CODE_ATTEMPTS",
+        "ATTEMPT_WINDOW_SECONDS",
+        "CODE_TTL_SECONDS",
+        "REQUIRE_SEALED",
+    ):
+        monkeypatch.delenv(f"ACCOUNT_RESET_{name}", raising=False)
+    defaults = Settings()
+    assert (defaults.max_code_attempts, defaults.attempt_window_seconds) == (5, 900)
+    assert defaults.code_ttl_seconds is None
+    assert defaults.require_sealed is False
+    monkeypatch.setenv("ACCOUNT_RESET_MAX_CODE_ATTEMPTS", "3")
+    monkeypatch.setenv("ACCOUNT_RESET_ATTEMPT_WINDOW_SECONDS", "60")
+    monkeypatch.setenv("ACCOUNT_RESET_CODE_TTL_SECONDS", "3600")
+    configured = Settings()
+    assert (configured.max_code_attempts, configured.attempt_window_seconds) == (3, 60)
+    assert configured.code_ttl_seconds == 3600
+
+
+def test_requiring_sealed_secrets_needs_a_payload_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.fernet import Fernet
+
+    monkeypatch.delenv("ACCOUNT_RESET_PAYLOAD_KEY", raising=False)
+    monkeypatch.setenv("ACCOUNT_RESET_REQUIRE_SEALED", "true")
+    with pytest.raises(ValidationError, match="ACCOUNT_RESET_PAYLOAD_KEY"):
+        Settings()
+    monkeypatch.setenv("ACCOUNT_RESET_PAYLOAD_KEY", Fernet.generate_key().decode())
+    assert Settings().require_sealed is True

@@ -62,6 +62,11 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         # One key per queue (no priority sub-queues), so the worker can take a message with
         # BLMOVE into the queue's reserved list (worker/redis_transport.py).
         "priority_steps": [0],
+        # The queue's own bookkeeping keys, next to it: deployments sharing a Redis stay apart,
+        # and one ACL key pattern (`<queue>:*`) covers them (worker/redis_acl.py).
+        "unacked_key": f"{settings.queue}:unacked",
+        "unacked_index_key": f"{settings.queue}:unacked_index",
+        "unacked_mutex_key": f"{settings.queue}:unacked_mutex",
     }
 
 

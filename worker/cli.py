@@ -179,6 +179,19 @@ def _chosen(
     return [letter for letter in letters if letter is not None]
 
 
+@main.command("redis-acl")
+@click.option("--prefix", default="account-reset", show_default=True, help="User name prefix.")
+def redis_acl(prefix: str) -> None:
+    """Print ACL SETUSER lines for the producer, worker and auditor users.
+
+    Add a password to each (`>secret`) and run them with redis-cli, or put them in an ACL file.
+    """
+    from worker.redis_acl import setuser_lines
+
+    for line in setuser_lines(get_settings(), prefix):
+        click.echo(line)
+
+
 @main.command()
 def demo() -> None:
     """Every seed scenario through an embedded Redis, a real worker and SQLite."""

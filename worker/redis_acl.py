@@ -1,0 +1,56 @@
+"""Redis ACL users for a deployment: who may do what with the worker's keys.
+
+- producer: pushes commands onto the queue. It cannot read the queue, the result stream, the
+  dead letters or anything else, so a compromised web tier cannot read other people's commands.
+- worker: the queue and its bookkeeping, the result stream, dead letters, attempt counts, and
+  Celery's event and control channels. Operators run the `failed` commands as this user.
+- auditor: reads the result stream and keeps its consumer group's place; nothing else.
+
+Printed by `account-reset redis-acl`; each line gets a password (`>secret`) before it is run.
+"""
+
+from __future__ import annotations
+
+from worker.settings import Settings
+
+CONNECT = ["+ping", "+hello", "+auth", "+client|setname", "+client|id"]
+# What kombu's producer does to publish: declare the queue's binding, then push.
+PRODUCE = ["+lpush", "+rpush", "+sadd", "+smembers", "+llen", "+multi", "+exec"]
+AUDIT = [
+    "+xread", "+xrange", "+xrevrange", "+xlen", "+xinfo", "+xreadgroup", "+xack", "+xpending",
+    "+xclaim", "+xautoclaim", "+xgroup|create", "+xgroup|createconsumer", "+xgroup|delconsumer",
+]  # fmt: skip
+WORKER = [
+    "+@read", "+@write", "+@list", "+@hash", "+@sortedset", "+@set", "+@stream", "+@string",
+    "+@pubsub", "+@scripting", "+@transaction", "+@connection", "+@keyspace", "+@blocking",
+    "-@dangerous", "+info", "+time",
+]  # fmt: skip
+
+
+def acl_rules(settings: Settings) -> dict[str, list[str]]:
+    """ACL SETUSER rules per role, without a password."""
+    queue = settings.queue
+    binding = [f"~_kombu.binding.{queue}", f"~_kombu.binding_permanent.{queue}"]
+    # The queue with its reserved list and unacknowledged set, kombu's bindings, Celery's
+    # control queues, then the worker's own keys.
+    worker_keys = [
+        f"~{queue}",
+        f"~{queue}:*",
+        "~_kombu.*",
+        "~*.celery.pidbox",
+        f"~{settings.events_stream}",
+        f"~{settings.dead_letters_key}",
+        f"~{settings.attempts_key_prefix}:*",
+    ]
+    return {
+        "producer": ["-@all", *CONNECT, *PRODUCE, f"~{queue}", *binding, "resetchannels"],
+        "worker": ["-@all", *CONNECT, *WORKER, *worker_keys, "&*"],
+        "auditor": ["-@all", *CONNECT, *AUDIT, f"~{settings.events_stream}", "resetchannels"],
+    }
+
+
+def setuser_lines(settings: Settings, prefix: str = "account-reset") -> list[str]:
+    return [
+        " ".join(["ACL SETUSER", f"{prefix}-{role}", "reset", "on", *rules])
+        for role, rules in acl_rules(settings).items()
+    ]
