@@ -1,4 +1,5 @@
-"""Enqueue a command as a Celery task message (protocol 2, JSON) and return its command_id.
+"""Enqueue a command as a Celery task message (protocol 2, JSON), get its command_id, and
+optionally wait for its result event.
 
 With a payload key, `username`, `new-password` and `secret-code` leave the producer sealed, so
 the broker never holds them in plaintext. Celery's displayed arguments (kwargsrepr, seen in
@@ -9,12 +10,16 @@ the worker applies a command once and replays its outcome.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
+import redis
 from celery import Celery
 from cryptography.fernet import Fernet
 
+from client.events import wait_for_outcomes
 from client.settings import ClientSettings
+from schemas import CommandOutcome
 from schemas.display import redacted_kwargs
 
 SEALED_FIELDS = ("username", "new-password", "secret-code")
@@ -33,6 +38,9 @@ class AccountResetClient:
         )
         key = self.settings.payload_key
         self._fernet = None if key is None else Fernet(key.get_secret_value().split(",")[0].strip())
+        self._events = redis.Redis.from_url(self.settings.events_url or self.settings.broker_url)
+        # Where the stream stood before each command was sent: its event comes after that.
+        self._sent_after: dict[str, str] = {}
 
     def reset_session_key(
         self,
@@ -68,6 +76,7 @@ class AccountResetClient:
     ) -> str:
         """Enqueue `command` with `payload`; returns the command_id (given, or a new one)."""
         command_id = command_id or str(uuid.uuid4())
+        self._sent_after.setdefault(command_id, self._stream_now())
         message = {**self._sealed(payload), "command_id": command_id}
         if appid is not None:
             message["appid"] = appid
@@ -80,6 +89,29 @@ class AccountResetClient:
             kwargsrepr=redacted_kwargs(message),
         )
         return command_id
+
+    def wait(self, command_id: str, *, timeout_s: float = 30.0) -> CommandOutcome:
+        """The result event of a command sent by this client; TimeoutError after the deadline.
+
+        On a timeout, sending the same command again with the same command_id is safe: the
+        worker applies it at most once and answers with its recorded outcome.
+        """
+        return self.wait_all([command_id], timeout_s=timeout_s)[command_id]
+
+    def wait_all(
+        self, command_ids: Iterable[str], *, timeout_s: float = 30.0
+    ) -> dict[str, CommandOutcome]:
+        """The result events of several commands; TimeoutError names the ones still missing."""
+        ids = set(command_ids)
+        after = min((self._sent_after.get(i, "0-0") for i in ids), key=_stream_id, default="0-0")
+        return wait_for_outcomes(
+            self._events, self.settings.events_stream, ids, timeout_s=timeout_s, after=after
+        )
+
+    def _stream_now(self) -> str:
+        """A stream id just before now, by the Redis server's clock."""
+        seconds, micros = self._events.time()
+        return f"{max(seconds * 1000 + micros // 1000 - 1, 0)}-0"
 
     def _sealed(self, payload: dict[str, Any]) -> dict[str, Any]:
         if self._fernet is None:
@@ -94,3 +126,15 @@ class AccountResetClient:
 
     def close(self) -> None:
         self._app.close()
+        self._events.close()
+
+    def __enter__(self) -> AccountResetClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -13,6 +13,9 @@ class ClientSettings(BaseSettings):
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     queue: str = "account-reset"
+    # Where the worker publishes outcomes (the broker's Redis unless another is named).
+    events_url: str | None = None
+    events_stream: str = "account-reset:events"
     # Set: secret fields are sealed before they leave the producer (the first key seals).
     payload_key: SecretStr | None = None
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.codes import ExceptionCode
 
 SCHEMA_VERSION = 1
+# The stream entry's one field, holding the event's JSON.
+EVENT_FIELD = "event"
 
 
 class OutcomeStatus(StrEnum):

@@ -22,9 +22,9 @@ from typing import Any, cast
 import redis
 import sqlalchemy as sa
 
+from client.events import wait_for_outcomes
 from schemas import CommandOutcome
 from worker.database import normalized_url
-from worker.events import wait_for_outcomes
 
 WORKER_STOP_DEADLINE_S = 60
 TEST_HASH_KEY = "test-hash-key-" + "k" * 20

@@ -18,12 +18,12 @@ import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from client.events import stream_outcomes
 from schemas import COMMANDS
 from schemas.codes import DESCRIPTIONS
 from schemas.commands import is_storable
 from tests.conftest import Seeder
 from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique
-from worker.events import stream_outcomes
 
 DOCUMENTED_CODES = {code.value for code in DESCRIPTIONS}
 EXAMPLES = 120

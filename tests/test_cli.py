@@ -17,9 +17,9 @@ import redis
 import sqlalchemy as sa
 from celery import Celery
 
+from client.events import wait_for_outcomes
 from tests.support import TEST_BCRYPT_ROUNDS, worker_env
 from worker.database import create_db_engine
-from worker.events import wait_for_outcomes
 
 CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from client.events import read_outcome
 from schemas import CommandOutcome
 from tests.conftest import Seeder
 from tests.support import (
@@ -24,7 +25,6 @@ from tests.support import (
     unique,
     worker_env,
 )
-from worker.events import read_outcome
 
 CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0

@@ -19,6 +19,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from client.events import stream_outcomes
 from schemas import CommandOutcome
 from tests.conftest import Seeder
 from tests.support import (
@@ -31,7 +32,6 @@ from tests.support import (
 )
 from tests.test_races import wait_until_waiting
 from worker.database import create_db_engine
-from worker.events import stream_outcomes
 from worker.hashing import Hasher
 
 DEADLINE_S = 60.0

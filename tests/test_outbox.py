@@ -10,6 +10,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from client.events import stream_outcomes, wait_for_outcomes
 from schemas import CommandOutcome
 from tests.conftest import Seeder
 from tests.faults.services import PrivateRedis
@@ -21,7 +22,7 @@ from tests.support import (
     worker_env,
 )
 from worker.database import create_db_engine, session_factory
-from worker.events import EventStream, stream_outcomes, wait_for_outcomes
+from worker.events import EventStream
 from worker.models import OutcomeRecord
 from worker.outbox import OutboxRelay
 from worker.unit_of_work import UnitOfWork

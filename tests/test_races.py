@@ -9,12 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 import sqlalchemy as sa
 
+from client.events import stream_outcomes
 from schemas import CommandOutcome
 from tests.conftest import Seeder, in_process_processor
 from tests.support import unique
 from tests.test_rules import reset_session_key
 from worker.database import create_db_engine
-from worker.events import EventStream, stream_outcomes
+from worker.events import EventStream
 from worker.hashing import Hasher
 
 LOCK_WAIT_DEADLINE_S = 30.0

@@ -11,11 +11,11 @@ from typing import Any, cast
 import pytest
 import redis
 
+from client.events import event_json, read_outcome, stream_outcomes
 from schemas import CommandOutcome, ResetAccountPassword, ResetSessionKey
 from tasks import handlers
 from tests.conftest import Seeder
 from tests.support import unique
-from worker.events import event_json, read_outcome, stream_outcomes
 from worker.processing import CommandProcessor
 
 NEW_PASSWORD = "brand-new-password"

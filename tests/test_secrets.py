@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from client import AccountResetClient, ClientSettings
+from client.events import stream_outcomes, wait_for_outcomes
 from tests.conftest import Seeder
 from tests.faults.services import PrivateRedis
 from tests.support import (
@@ -33,7 +34,6 @@ from tests.support import (
     unique,
     worker_env,
 )
-from worker.events import stream_outcomes, wait_for_outcomes
 
 DEADLINE_S = 60.0
 BASE64_BODY = re.compile(rb'"body": ?"([A-Za-z0-9+/=]+)"')

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from client.events import stream_outcomes
 from tests.conftest import Seeder
 from tests.support import (
     TaskEventRecorder,
@@ -22,7 +23,6 @@ from tests.support import (
     worker_env,
 )
 from worker.demo import Scenario, scenarios, seed_people
-from worker.events import stream_outcomes
 
 OUTCOME_DEADLINE_S = 60.0
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from client import cli as client_cli
 from worker.settings import get_settings
 
 if TYPE_CHECKING:
@@ -28,6 +29,11 @@ def main() -> None:
     except ValidationError as error:
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
         raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+main.add_command(client_cli.schema)
+main.add_command(client_cli.enqueue)
+main.add_command(client_cli.events)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

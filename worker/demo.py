@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from client.events import wait_for_outcomes
 from schemas import CommandOutcome
 from worker.database import create_db_engine, session_factory
 from worker.embedded_redis import EmbeddedRedis, free_port
-from worker.events import wait_for_outcomes
 from worker.hashing import Hasher
 from worker.migrate import upgrade
 from worker.seeding import SeededAccount, create_account, create_reset_code

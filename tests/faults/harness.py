@@ -16,10 +16,10 @@ from pathlib import Path
 
 import redis
 
+from client.events import stream_outcomes, wait_for_outcomes
 from schemas import CommandOutcome
 from tests.conftest import Seeder
 from tests.support import WorkerProcess, raw_protocol2_message, task_id_of
-from worker.events import stream_outcomes, wait_for_outcomes
 from worker.redis_transport import reserved_key
 
 EVENT_DEADLINE_S = 180.0

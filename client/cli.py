@@ -1,0 +1,220 @@
+"""The producer's and the audit consumer's commands: `schema`, `enqueue`, `events tail`.
+
+They need Redis only; `account-reset` (worker/cli.py) adds them to its command group.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from typing import Any, TextIO
+
+import click
+from rich.progress import Progress
+
+from client.producer import AccountResetClient
+from client.settings import ClientSettings
+from client.tail import EventFilter, tail_events
+from schemas import COMMANDS, CommandOutcome
+from schemas.json_schema import wire_contract
+
+WAIT_HELP = "Wait up to this many seconds for the result event(s), then summarise."
+
+
+@click.command()
+@click.argument("part", required=False, type=click.Choice([*wire_contract()]))
+def schema(part: str | None) -> None:
+    """Print the wire contract as JSON Schema: both commands' kwargs and the result event."""
+    contract = wire_contract()
+    click.echo(json.dumps(contract[part] if part else contract, indent=2))
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--from-file", "source", type=click.File(),
+    help='JSON lines, each a command\'s kwargs with its name in "command".',
+)  # fmt: skip
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0), help=WAIT_HELP)
+@click.pass_context
+def enqueue(ctx: click.Context, source: TextIO | None, wait_s: float | None) -> None:
+    """Send commands. Secrets come from a prompt, standard input or a file, never from arguments.
+
+    `enqueue --from-file F.jsonl` sends one command per line (say, ending many accounts'
+    sessions after an incident), with a progress bar; a line without a command_id gets a new
+    one. With --wait, a summary of the outcomes follows.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if source is None:
+        raise click.UsageError("name a command, or give --from-file")
+    _send_lines(source, None, wait_s)
+
+
+@enqueue.command("reset-session-key")
+@click.option("--accountid", help="Required unless --from-file is given.")
+@click.option("--requester-accountid", help="Default: the account itself.")
+@click.option("--appid")
+@click.option("--command-id", help="Idempotency key; sending it again is safe.")
+@click.option("--from-file", "source", type=click.File(), help="JSON lines, kwargs each.")
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0), help=WAIT_HELP)
+def enqueue_session_key(
+    accountid: str | None, requester_accountid: str | None, appid: str | None,
+    command_id: str | None, source: TextIO | None, wait_s: float | None,
+) -> None:  # fmt: skip
+    """End every session of an account (or of every account in --from-file)."""
+    if source is not None:
+        _send_lines(source, "reset-session-key", wait_s)
+        return
+    if accountid is None:
+        raise click.UsageError("--accountid is required")
+    with AccountResetClient(ClientSettings()) as client:
+        sent = client.reset_session_key(
+            accountid, requester_accountid=requester_accountid, appid=appid, command_id=command_id
+        )
+        _report(client, [sent], wait_s)
+
+
+@enqueue.command("reset-account-password")
+@click.option("--username", required=True)
+@click.option("--appid")
+@click.option("--command-id", help="Idempotency key; sending it again is safe.")
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0), help=WAIT_HELP)
+def enqueue_password(
+    username: str, appid: str | None, command_id: str | None, wait_s: float | None
+) -> None:
+    """Set a new password with a reset code; both are prompted for on a terminal, else read
+    from standard input (the code on the first line, the password on the second)."""
+    code, password = _secrets()
+    with AccountResetClient(ClientSettings()) as client:
+        sent = client.reset_account_password(
+            username=username, secret_code=code, new_password=password,
+            appid=appid, command_id=command_id,
+        )  # fmt: skip
+        _report(client, [sent], wait_s)
+
+
+def _send_lines(source: TextIO, command: str | None, wait_s: float | None) -> None:
+    lines = [line for line in source if line.strip()]
+    payloads = [_payload(number, line, command) for number, line in enumerate(lines, start=1)]
+    sent: list[str] = []
+    with AccountResetClient(ClientSettings()) as client:
+        with Progress(console=_stderr()) as bar:
+            task = bar.add_task("enqueue", total=len(payloads))
+            for name, payload in payloads:
+                command_id = payload.pop("command_id", None)
+                sent.append(client.send(name, payload, command_id=command_id))
+                bar.advance(task)
+        click.echo(f"enqueued {len(sent)} commands", err=True)
+        _report(client, sent, wait_s)
+
+
+def _payload(number: int, line: str, command: str | None) -> tuple[str, dict[str, Any]]:
+    try:
+        payload = json.loads(line)
+    except ValueError:
+        raise click.ClickException(f"line {number} is not JSON") from None
+    if not isinstance(payload, dict):
+        raise click.ClickException(f"line {number} is not a JSON object")
+    name = command or payload.pop("command", None)
+    if not isinstance(payload.get("command_id", ""), str):
+        raise click.ClickException(f"line {number}: command_id must be a string")
+    if name not in COMMANDS:
+        raise click.ClickException(f'line {number}: "command" must name one of {sorted(COMMANDS)}')
+    return name, payload
+
+
+def _secrets() -> tuple[str, str]:
+    """The reset code and the new password: prompted on a terminal, else two stdin lines."""
+    if sys.stdin.isatty():
+        code = click.prompt("Reset code", hide_input=True)
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+        return str(code), str(password)
+    lines = sys.stdin.read().splitlines()
+    if len(lines) < 2 or not lines[0] or not lines[1]:
+        raise click.ClickException("standard input must hold the reset code, then the password")
+    return lines[0], lines[1]
+
+
+def _report(client: AccountResetClient, sent: list[str], wait_s: float | None) -> None:
+    for command_id in sent if len(sent) == 1 else []:
+        click.echo(command_id)
+    if wait_s is None:
+        return
+    try:
+        found = client.wait_all(sent, timeout_s=wait_s)
+    except TimeoutError as missing:
+        raise click.ClickException(str(missing)) from None
+    outcomes = Counter(found[i].code or "success" for i in sent)
+    summary = ", ".join(f"{code} {count}" for code, count in sorted(outcomes.items()))
+    click.echo(f"outcomes: {summary}")
+    if set(outcomes) != {"success"}:
+        raise SystemExit(1)
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@click.group()
+def events() -> None:
+    """Read the result events."""
+
+
+@events.command("tail")
+@click.option("--group", help="Read as this Redis consumer group (acknowledges what it handled).")
+@click.option("--consumer", help="This reader's name in the group.")
+@click.option("--status", type=click.Choice(["success", "failure"]))
+@click.option("--code", help="Only events with this exception code.")
+@click.option("--accountid", help="Only events about this account.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+@click.option("--from-start", is_flag=True, help="Begin at the oldest event kept, not new ones.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after printing this many.")
+@click.option(
+    "--idle-timeout", type=click.FloatRange(min=0), help="Stop after this long with no event."
+)
+@click.option(
+    "--claim-idle", default=60.0, show_default=True, type=click.FloatRange(min=0),
+    help="Take over entries another consumer left pending this many seconds.",
+)  # fmt: skip
+def events_tail(
+    group: str | None, consumer: str | None, status: str | None, code: str | None,
+    accountid: str | None, as_json: bool, from_start: bool, count: int | None,
+    idle_timeout: float | None, claim_idle: float,
+) -> None:  # fmt: skip
+    """Follow the result stream; with --group, as a consumer group member (XREADGROUP, XACK,
+    XAUTOCLAIM of entries a dead consumer left pending)."""
+    if (group is None) != (consumer is None):
+        raise click.UsageError("--group and --consumer go together")
+    wanted = EventFilter(status=status, code=code, accountid=accountid)
+    if not as_json:
+        click.echo(_row("occurred_at", "status", "code", "command", "accountid", "command_id"))
+    printed = tail_events(
+        ClientSettings(),
+        wanted,
+        lambda event: click.echo(event.model_dump_json() if as_json else _event_row(event)),
+        group=group,
+        consumer=consumer,
+        from_start=from_start,
+        count=count,
+        idle_timeout_s=idle_timeout,
+        claim_idle_s=claim_idle,
+    )
+    click.echo(f"{printed} events", err=True)
+
+
+def _event_row(event: CommandOutcome) -> str:
+    return _row(
+        event.occurred_at.isoformat(timespec="seconds"), event.status.value,
+        event.code.value if event.code else "-", event.command, event.accountid or "-",
+        event.command_id,
+    )  # fmt: skip
+
+
+def _row(*cells: str) -> str:
+    widths = (25, 7, 23, 22, 22)
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False)) + (
+        "  " + cells[-1] if len(cells) > len(widths) else ""
+    )

@@ -1,0 +1,47 @@
+"""The wire contract as JSON Schema (2020-12), for producers and consumers in any language.
+
+Built from the pydantic models, then adjusted to what travels on the wire: `appid` and
+`command_id` may be left out (the worker fills them in), and each secret field may be sealed.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from schemas.commands import COMMANDS
+from schemas.events import CommandOutcome
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+FILLED_IN_BY_THE_WORKER = ("appid", "command_id")
+SEALED_VALUE = {
+    "type": "object",
+    "description": "a Fernet token of the field's UTF-8 text (README: the sealed format)",
+    "properties": {"sealed": {"type": "string"}},
+    "required": ["sealed"],
+    "additionalProperties": False,
+}
+SEALABLE = ("username", "new-password", "secret-code")
+
+
+def kwargs_schema(command: str) -> dict[str, Any]:
+    """The keyword arguments of one command's task message."""
+    model = COMMANDS[command]
+    schema = copy.deepcopy(model.model_json_schema(by_alias=True))
+    schema["required"] = [k for k in schema["required"] if k not in FILLED_IN_BY_THE_WORKER]
+    for field in SEALABLE:
+        if field in schema["properties"]:
+            plain = schema["properties"][field]
+            schema["properties"][field] = {"anyOf": [plain, SEALED_VALUE], "title": plain["title"]}
+    return {"$schema": DIALECT, **schema, "title": command}
+
+
+def event_schema() -> dict[str, Any]:
+    """One result event: the JSON in the stream entry's `event` field."""
+    schema = CommandOutcome.model_json_schema(mode="serialization")
+    schema["required"] = list(schema["properties"])  # the worker always writes every field
+    return {"$schema": DIALECT, **schema, "title": "result event"}
+
+
+def wire_contract() -> dict[str, dict[str, Any]]:
+    return {**{name: kwargs_schema(name) for name in sorted(COMMANDS)}, "event": event_schema()}

@@ -1,0 +1,190 @@
+"""Producers: the Python client, `account-reset enqueue` and `schema`, run as the real console
+script against a real Redis and worker.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+import jsonschema
+import pytest
+import redis
+
+from client import AccountResetClient, ClientSettings
+from tests.conftest import Seeder
+from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique
+
+CLI = str(Path(sys.executable).parent / "account-reset")
+DEADLINE_S = 60.0
+
+
+def run_cli(
+    env: dict[str, str], *args: str, stdin: str = "", check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env=env, input=stdin, capture_output=True, text=True, check=check,
+        timeout=DEADLINE_S,
+    )  # fmt: skip
+
+
+def client_for(worker: WorkerProcess) -> AccountResetClient:
+    env = worker.env
+    return AccountResetClient(
+        ClientSettings(
+            broker_url=env["ACCOUNT_RESET_BROKER_URL"],
+            queue=env["ACCOUNT_RESET_QUEUE"],
+            events_stream=env["ACCOUNT_RESET_EVENTS_STREAM"],
+            payload_key=env["ACCOUNT_RESET_PAYLOAD_KEY"],
+        )
+    )
+
+
+def test_the_client_waits_for_the_event_and_a_resend_is_only_a_replay(
+    running_worker: WorkerProcess, seeder: Seeder
+) -> None:
+    user = seeder.account()
+    code = seeder.code(user)
+    with client_for(running_worker) as client:
+        sent = client.reset_account_password(
+            username=user.username, secret_code=code, new_password="a-new-password"
+        )
+        first = client.wait(sent, timeout_s=DEADLINE_S)
+        again = client.reset_account_password(
+            username=user.username, secret_code=code, new_password="another-password",
+            command_id=sent,
+        )  # fmt: skip
+        second = client.wait(again, timeout_s=DEADLINE_S)
+
+    assert again == sent
+    assert (first.status, second.status) == ("success", "success")
+    assert second.event_id == first.event_id
+    account = seeder.load(user.accountid)
+    assert seeder.hasher.password_matches("a-new-password", account.password_hash or "")
+    assert account.session_key_number == 2
+
+
+def test_waiting_past_the_deadline_raises_timeout(redis_url: str) -> None:
+    settings = ClientSettings(broker_url=redis_url, queue=unique("nobody-consumes"))
+    with AccountResetClient(settings) as client:
+        sent = client.reset_session_key("acct_nobody")
+        with pytest.raises(TimeoutError, match=sent):
+            client.wait(sent, timeout_s=0.5)
+        redis.Redis.from_url(redis_url).delete(settings.queue)
+
+
+def test_enqueue_reset_session_key_waits_and_summarises(
+    running_worker: WorkerProcess, seeder: Seeder
+) -> None:
+    user = seeder.account()
+    done = run_cli(
+        running_worker.env, "enqueue", "reset-session-key",
+        "--accountid", user.accountid, "--wait", "30",
+    )  # fmt: skip
+    command_id, summary = done.stdout.splitlines()
+    assert summary == "outcomes: success 1"
+    assert len(command_id) == 36
+    assert seeder.load(user.accountid).session_key_number == 2
+
+
+def test_enqueue_reset_account_password_reads_secrets_from_stdin(
+    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    user = seeder.account()
+    code = seeder.code(user)
+    password = unique("stdin-password")[:40]
+    done = run_cli(
+        running_worker.env, "enqueue", "reset-account-password", "--username", user.username,
+        "--wait", "30", stdin=f"{code}\n{password}\n",
+    )  # fmt: skip
+    assert done.stdout.splitlines()[-1] == "outcomes: success 1"
+    account = seeder.load(user.accountid)
+    assert seeder.hasher.password_matches(password, account.password_hash or "")
+    assert password not in done.stdout + done.stderr
+    refused = run_cli(
+        running_worker.env, "enqueue", "reset-account-password", "--username", user.username,
+        "--wait", "30", stdin=f"{code}\n{password}\n", check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stdout.splitlines()[-1] == "outcomes: invalid-reset-code 1"
+
+
+def test_there_is_no_option_for_a_secret_on_the_command_line(running_worker: WorkerProcess) -> None:
+    for option in ("--new-password", "--password", "--secret-code", "--code"):
+        refused = run_cli(
+            running_worker.env, "enqueue", "reset-account-password", "--username", "someone",
+            option, "x", check=False,
+        )  # fmt: skip
+        assert refused.returncode == 2
+        assert "No such option" in refused.stderr
+
+
+def test_enqueue_from_a_file_ends_many_accounts_sessions(
+    running_worker: WorkerProcess, seeder: Seeder, tmp_path: Path
+) -> None:
+    accounts = [seeder.account() for _ in range(40)]
+    lines = [
+        {
+            "command": "reset-session-key",
+            "accountid": a.accountid,
+            "requester_accountid": a.accountid,
+        }
+        for a in accounts
+    ] + [{"command": "reset-session-key", "accountid": "acct_no_such_account"}]
+    source = tmp_path / "incident.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+
+    done = run_cli(
+        running_worker.env, "enqueue", "--from-file", str(source), "--wait", "60", check=False
+    )
+
+    print(f"\n{done.stdout.strip()} / {done.stderr.strip().splitlines()[-1]}")
+    assert done.stdout.splitlines()[-1] == "outcomes: invalid-accountid 1, success 40"
+    assert done.returncode == 1  # not every command succeeded
+    assert "enqueued 41 commands" in done.stderr
+    assert {seeder.load(a.accountid).session_key_number for a in accounts} == {2}
+
+
+def test_a_bad_line_in_the_file_sends_nothing(
+    running_worker: WorkerProcess, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"command": "reset-session-key", "accountid": "a"}\nnot json\n')
+    refused = run_cli(running_worker.env, "enqueue", "--from-file", str(source), check=False)
+    assert refused.returncode == 1
+    assert "line 2 is not JSON" in refused.stderr
+    assert redis_client.llen(running_worker.env["ACCOUNT_RESET_QUEUE"]) == 0
+
+
+def test_the_schema_accepts_what_the_worker_accepts_and_describes_its_events(
+    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    contract = json.loads(run_cli(running_worker.env, "schema").stdout)
+    session = jsonschema.Draft202012Validator(contract["reset-session-key"])
+    password = jsonschema.Draft202012Validator(contract["reset-account-password"])
+    event = jsonschema.Draft202012Validator(contract["event"])
+    sealed = {"sealed": "gAAAAAB-token"}
+
+    session.validate({"accountid": "acct_1", "requester_accountid": "acct_1"})
+    password.validate({"username": "alice1", "new-password": sealed, "secret-code": "abc"})
+    for bad in ({}, {"accountid": 5}, {"accountid": "a", "command_id": ""}):
+        assert not session.is_valid(bad)
+    assert not password.is_valid({"username": "alice1", "new-password": {"sealed": 1}})
+
+    user = seeder.account()
+    message = raw_protocol2_message(
+        "reset-session-key",
+        {"accountid": user.accountid, "requester_accountid": user.accountid},
+        running_worker.env["ACCOUNT_RESET_QUEUE"],
+    )
+    redis_client.lpush(running_worker.env["ACCOUNT_RESET_QUEUE"], message)
+    running_worker.outcomes(redis_client, {task_id_of(message)})
+    stream = running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"]
+    entries = cast(list[tuple[Any, dict[bytes, bytes]]], redis_client.xrange(stream))
+    for _entry_id, fields in entries:  # the JSON exactly as the worker wrote it
+        event.validate(json.loads(fields[b"event"]))
+    print(f"\nevents validated against the schema: {len(entries)}")
+    assert not event.is_valid({"command_id": "x"})
