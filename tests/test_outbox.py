@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,3 +155,20 @@ def unpublished(database_url: str, command_id: str) -> bool:
     finally:
         engine.dispose()
     return row is not None and row.published_at is None
+
+
+def test_events_older_than_the_retention_are_trimmed_from_the_stream(
+    relay: OutboxRelay,
+) -> None:
+    max_age = timedelta(hours=1)
+    aged = dataclasses.replace(relay, events=dataclasses.replace(relay.events, max_age=max_age))
+    for _ in range(3):
+        aged.events.publish(committed(relay))
+    stream, client = aged.events.stream, aged.events.client
+
+    aged.relay_once(datetime.now(UTC) + max_age - timedelta(minutes=1))
+    kept = client.xlen(stream)
+    aged.relay_once(datetime.now(UTC) + max_age + timedelta(minutes=1))
+
+    assert kept >= 3
+    assert client.xlen(stream) == 0

@@ -56,6 +56,10 @@ def dead_letter_box(settings: Settings) -> DeadLetterBox:
     )
 
 
+def _seconds(value: int | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=value)
+
+
 def rule_deps(settings: Settings, client: redis.Redis) -> RuleDeps:
     ttl = settings.code_ttl_seconds
     return RuleDeps(
@@ -68,7 +72,7 @@ def rule_deps(settings: Settings, client: redis.Redis) -> RuleDeps:
             max_attempts=settings.max_code_attempts,
             window_s=settings.attempt_window_seconds,
         ),
-        code_ttl=None if ttl is None else timedelta(seconds=ttl),
+        code_ttl=_seconds(ttl),
     )
 
 
@@ -84,6 +88,7 @@ def build_runtime(settings: Settings) -> Runtime:
         client=redis.Redis.from_url(events_url(settings)),
         stream=settings.events_stream,
         maxlen=settings.events_stream_maxlen,
+        max_age=_seconds(settings.events_retention_seconds),
     )
     processor = CommandProcessor(
         sessions=sessions,

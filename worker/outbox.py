@@ -45,6 +45,7 @@ class OutboxRelay:
                 uow.mark_published([outcome.event_id for outcome in overdue], now)
             uow.prune_outcomes(published_before=now - self.retention)
             uow.commit()
+        self.events.trim_by_age(now)
         if overdue:
             log.warning("relayed %d outcome(s) committed but not published", len(overdue))
         return len(overdue)

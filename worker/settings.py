@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     events_url: str | None = None
     events_stream: str = "account-reset:events"
     events_stream_maxlen: int | None = Field(default=1_000_000, ge=1)
+    # Also drop events older than this (at each relay round); unset keeps them, length permitting.
+    events_retention_seconds: int | None = Field(default=None, ge=60)
 
     # The dashboard's storage cache; unset means the dashboard runs without one.
     cache_url: str | None = None
