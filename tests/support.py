@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -166,6 +167,9 @@ def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[s
             "ACCOUNT_RESET_WORKER_CONCURRENCY": "2",
             "ACCOUNT_RESET_DEAD_LETTERS_KEY": unique("account-reset-test") + ":dead-letters",
             "ACCOUNT_RESET_PAYLOAD_KEY": TEST_PAYLOAD_KEY,
+            "ACCOUNT_RESET_HEALTH_FILE": str(
+                Path(tempfile.gettempdir()) / f"{unique('account-reset-test')}.health"
+            ),
         }
     )
     env.update(overrides)

@@ -10,6 +10,7 @@ from celery.signals import after_setup_logger
 
 from worker.bootstrap import broker_url
 from worker.drain_step import DrainOnShutdown
+from worker.health_step import HealthNotes
 from worker.redaction import RefusedMessageFilter
 from worker.relay_step import OutboxRelayStep
 from worker.settings import Settings, get_settings
@@ -87,3 +88,4 @@ app = Celery("account-reset", include=["tasks.entrypoints"])
 app.add_defaults(lambda: celery_config(get_settings()))
 app.steps["worker"].add(OutboxRelayStep)
 app.steps["consumer"].add(DrainOnShutdown)
+app.steps["consumer"].add(HealthNotes)

@@ -185,6 +185,25 @@ def _chosen(
     return [letter for letter in letters if letter is not None]
 
 
+@main.command()
+def health() -> None:
+    """Exit 0 only if this machine's worker consumed recently (a container liveness probe)."""
+    import time
+
+    from worker.health_step import last_consuming_at
+
+    settings = get_settings()
+    noted = last_consuming_at(settings.health_file)
+    if noted is None:
+        click.echo(f"unhealthy: no note in {settings.health_file}", err=True)
+        raise SystemExit(1)
+    age = time.time() - noted
+    if age > settings.health_max_age_s:
+        click.echo(f"unhealthy: last consumed {age:.0f} s ago", err=True)
+        raise SystemExit(1)
+    click.echo(f"healthy: consuming ({age:.1f} s ago)")
+
+
 @main.command("redis-acl")
 @click.option("--prefix", default="account-reset", show_default=True, help="User name prefix.")
 def redis_acl(prefix: str) -> None:

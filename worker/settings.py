@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -95,6 +97,11 @@ class Settings(BaseSettings):
     outcome_retention_days: int = Field(default=30, ge=1)
 
     log_level: str = "INFO"
+
+    # Liveness: where the worker notes that it consumes, and how old a note may be for
+    # `account-reset health` to pass.
+    health_file: Path = Path(tempfile.gettempdir()) / "account-reset-worker.health"
+    health_max_age_s: float = Field(default=30.0, gt=0)
 
     @field_validator("payload_key")
     @classmethod
