@@ -6,11 +6,13 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
 from worker.bootstrap import broker_url
 from worker.drain_step import DrainOnShutdown
 from worker.health_step import HealthNotes
+from worker.metrics import prepare_multiprocess_dir
+from worker.metrics_step import MetricsStep
 from worker.redaction import RefusedMessageFilter
 from worker.relay_step import OutboxRelayStep
 from worker.settings import Settings, get_settings
@@ -73,8 +75,17 @@ def transport_options(settings: Settings) -> dict[str, Any]:
 
 # Loggers whose DEBUG lines quote a task's real arguments (the pool's "Apply" line).
 ARGUMENT_QUOTING_LOGGERS = ("celery.pool",)
+# Each JSON log line: these, the message, and a line's own fields (command, command_id, ...).
+JSON_LOG_FIELDS = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
 # The logger that reports refused messages with their whole body.
 CONSUMER_LOGGER = "celery.worker.consumer.consumer"
+
+
+@worker_init.connect
+def _metrics_files_shared_by_the_pool(**_kwargs: Any) -> None:
+    # Before the pool forks and before prometheus-client is imported (worker/metrics.py).
+    if get_settings().metrics_port is not None:
+        prepare_multiprocess_dir()
 
 
 @after_setup_logger.connect
@@ -84,8 +95,21 @@ def _keep_payloads_out_of_logs(**_kwargs: Any) -> None:
     logging.getLogger(CONSUMER_LOGGER).addFilter(RefusedMessageFilter())
 
 
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_lines_when_asked(logger: logging.Logger, **_kwargs: Any) -> None:
+    if get_settings().log_format != "json":
+        return
+    from pythonjsonlogger.json import JsonFormatter
+
+    formatter = JsonFormatter(JSON_LOG_FIELDS, rename_fields={"levelname": "level"})
+    for handler in logger.handlers:
+        handler.setFormatter(formatter)
+
+
 app = Celery("account-reset", include=["tasks.entrypoints"])
 app.add_defaults(lambda: celery_config(get_settings()))
 app.steps["worker"].add(OutboxRelayStep)
+app.steps["worker"].add(MetricsStep)
 app.steps["consumer"].add(DrainOnShutdown)
 app.steps["consumer"].add(HealthNotes)

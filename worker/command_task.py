@@ -17,6 +17,7 @@ from schemas import CommandOutcome, ExceptionCode
 from schemas.display import redacted_args, redacted_kwargs
 from worker.bootstrap import runtime
 from worker.dead_letters import Reason, sealed_letter
+from worker.metrics import metrics
 from worker.processing import C, Handler, command_id_of
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class CommandTask(Task[Any, str]):
             log.error("%s: transient fault %s, retries exhausted", self.name, fault)
             return
         log.warning("%s: transient fault %s, retrying", self.name, fault)
+        metrics().retries.labels(self.name, str(fault)).inc()
         countdown = get_exponential_backoff_interval(
             factor=1, retries=retries, maximum=settings.retry_backoff_max_s, full_jitter=True
         )

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.commands import is_storable, storable
 from schemas.display import DISPLAYABLE_FIELDS, MAX_DISPLAYED_LENGTH
+from worker.metrics import metrics
 from worker.sealing import Sealer
 
 LETTER_FIELD = "letter"
@@ -149,6 +150,7 @@ class DeadLetterBox:
             maxlen=self.maxlen,
             approximate=True,
         )
+        metrics().dead_letters.labels(letter.reason.value).inc()
         return _text(entry_id)
 
     def all(self, *, limit: int | None = None) -> list[DeadLetter]:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.events import EventStream
+from worker.metrics import metrics
 from worker.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class OutboxRelay:
             )
             for outcome in overdue:
                 self.events.publish(outcome)
+                delay = (datetime.now(UTC) - outcome.occurred_at).total_seconds()
+                metrics().publish_delay.labels("relay").observe(max(delay, 0.0))
             if overdue:
                 uow.mark_published([outcome.event_id for outcome in overdue], now)
             uow.prune_outcomes(published_before=now - self.retention)

@@ -27,6 +27,7 @@ from schemas.commands import (
 )
 from worker.cache import DashboardCache
 from worker.events import EventStream
+from worker.metrics import metrics
 from worker.rule_deps import RuleDeps
 from worker.sealed_fields import SealedFields
 from worker.unit_of_work import UnitOfWork
@@ -59,15 +60,21 @@ class CommandProcessor:
         """Process one delivery. Safe to repeat: a known command_id replays its outcome."""
         started = time.perf_counter()
         outcome, replayed = self._decide(model, handler, args, payload, task_id)
+        seconds = time.perf_counter() - started
+        code = outcome.code.value if outcome.code else "-"
         log.info(
             "%s %s command_id=%s status=%s code=%s in %.1f ms",
-            outcome.command,
-            "replayed" if replayed else "processed",
-            outcome.command_id,
-            outcome.status.value,
-            outcome.code.value if outcome.code else "-",
-            (time.perf_counter() - started) * 1000,
-        )
+            outcome.command, "replayed" if replayed else "processed", outcome.command_id,
+            outcome.status.value, code, seconds * 1000,
+            extra={
+                "command": outcome.command, "command_id": outcome.command_id,
+                "outcome": outcome.code.value if outcome.code else "success",
+                "replayed": replayed, "duration_ms": round(seconds * 1000, 3),
+            },
+        )  # fmt: skip
+        counted = metrics()
+        counted.commands.labels(outcome.command, outcome.code or "success").inc()
+        counted.duration.labels(outcome.command).observe(seconds)
         self._announce(outcome)
         return outcome
 
@@ -143,6 +150,7 @@ class CommandProcessor:
     def _announce(self, outcome: CommandOutcome) -> None:
         """Publish after the commit; a crash before this point replays on redelivery."""
         self.events.publish(outcome)
+        metrics().publish_delay.labels("task").observe(_since(outcome.occurred_at))
         try:
             with UnitOfWork(self.sessions) as uow:
                 uow.mark_published([outcome.event_id], datetime.now(UTC))
@@ -162,6 +170,10 @@ class CommandProcessor:
             log.warning("outcome of %s unknown: %s", command_id, type(exc).__name__)
             return None
         return recorded if recorded is not None and recorded.command == command else None
+
+
+def _since(moment: datetime) -> float:
+    return max((datetime.now(UTC) - moment).total_seconds(), 0.0)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     outcome_retention_days: int = Field(default=30, ge=1)
 
     log_level: str = "INFO"
+    # json: one JSON object per log line (command, command_id, outcome, duration_ms fields).
+    log_format: Literal["text", "json"] = "text"
+    # Prometheus metrics on this port (all pool processes summed); unset: not served.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Liveness: where the worker notes that it consumes, and how old a note may be for
     # `account-reset health` to pass.

@@ -1,0 +1,91 @@
+"""Prometheus metrics, correct under Celery's prefork pool (prometheus-client's multiprocess
+mode: each process writes its own files in PROMETHEUS_MULTIPROC_DIR, and the main process
+serves their sum on `METRICS_PORT`).
+
+prometheus-client picks its mode when first imported, so this module imports it only inside
+functions: the worker's main process sets the directory first (`prepare_multiprocess_dir`,
+on `worker_init`), and its pool children inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def prepare_multiprocess_dir() -> str:
+    """A fresh directory for this worker's metric files, unless one was given."""
+    if not os.environ.get(MULTIPROC_ENV):
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="account-reset-metrics-")
+    return os.environ[MULTIPROC_ENV]
+
+
+class Metrics:
+    """The worker's metrics; built once per process, on first use."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.commands: Counter = Counter(
+            "account_reset_commands", "Commands processed, by command and outcome code",
+            ["command", "outcome"],
+        )  # fmt: skip
+        self.duration: Histogram = Histogram(
+            "account_reset_command_duration_seconds", "Time to process one delivery",
+            ["command"], buckets=SECONDS_BUCKETS,
+        )  # fmt: skip
+        self.retries: Counter = Counter(
+            "account_reset_retries", "Transient faults retried, by command and fault",
+            ["command", "fault"],
+        )  # fmt: skip
+        self.dead_letters: Counter = Counter(
+            "account_reset_dead_letters", "Messages dead-lettered, by reason", ["reason"]
+        )
+        self.publish_delay: Histogram = Histogram(
+            "account_reset_publish_delay_seconds",
+            "From the outcome's commit to its event on the stream, by who published it",
+            ["by"], buckets=SECONDS_BUCKETS,
+        )  # fmt: skip
+
+
+@cache
+def metrics() -> Metrics:
+    return Metrics()
+
+
+def serve(port: int, *, queue_depth: Any) -> Any:
+    """Serve every process's metrics, plus the queue depth read at each scrape."""
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_QueueDepth(queue_depth))
+    server, _thread = start_http_server(port, registry=registry)
+    return server
+
+
+class _QueueDepth:
+    """Commands waiting, read from Redis when Prometheus scrapes."""
+
+    def __init__(self, read: Any) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        depth = GaugeMetricFamily(
+            "account_reset_queue_depth", "Commands waiting in the queue", labels=["queue"]
+        )
+        for queue, waiting in self.read().items():
+            depth.add_metric([queue], waiting)
+        yield depth
