@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import queue
 import re
@@ -9,6 +10,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from celery import Celery
 from client.events import wait_for_outcomes
 from tests.support import TEST_BCRYPT_ROUNDS, worker_env
 from worker.database import create_db_engine
+from worker.embedded_redis import free_port
 
 CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0
@@ -130,12 +135,24 @@ def test_production_without_a_hash_key_refuses_to_start_and_says_why() -> None:
 def test_the_compose_commands_run_a_production_worker(
     redis_url: str, database_url: str, tmp_path: Path
 ) -> None:
-    """What docker-compose.yml runs: `db upgrade`, then `worker`, in production mode."""
+    """What docker-compose.yml runs: `db upgrade`, then `worker` in production mode with its
+    metrics port and JSON logs, its healthcheck `account-reset health`, and Flower behind
+    basic auth."""
     env = clean_env(**worker_env(redis_url=redis_url, database_url=database_url))
-    env["ACCOUNT_RESET_ENVIRONMENT"] = "production"
+    env |= {
+        "ACCOUNT_RESET_ENVIRONMENT": "production",
+        "ACCOUNT_RESET_METRICS_PORT": str(free_port()),
+        "ACCOUNT_RESET_LOG_FORMAT": "json",
+    }
+    flower_port = free_port()
     subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
     with (tmp_path / "worker.log").open("wb") as log:
         process = subprocess.Popen([CLI, "worker"], env=env, stdout=log, stderr=log)
+        flower = subprocess.Popen(
+            [str(Path(sys.executable).parent / "celery"), "-A", "worker", "flower",
+             f"--port={flower_port}", "--address=127.0.0.1"],
+            env={**env, "FLOWER_BASIC_AUTH": "admin:flower-password"}, stdout=log, stderr=log,
+        )  # fmt: skip
     client = redis.Redis.from_url(redis_url)
     stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
     try:
@@ -146,8 +163,54 @@ def test_the_compose_commands_run_a_production_worker(
         )
         found = wait_for_outcomes(client, stream, {sent.id}, timeout_s=DEADLINE_S)
         assert found[sent.id].code == "invalid-accountid"
+        assert _until_ok([CLI, "health"], env).stdout.startswith("healthy")
+        metrics = _http(f"http://127.0.0.1:{env['ACCOUNT_RESET_METRICS_PORT']}/metrics")
+        assert b'outcome="invalid-accountid"' in metrics[1]
+        assert _http_until(f"http://127.0.0.1:{flower_port}/api/workers")[0] == 401
+        assert (
+            _http(f"http://127.0.0.1:{flower_port}/api/workers", "admin:flower-password")[0] == 200
+        )
     finally:
+        flower.terminate()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=DEADLINE_S) == 0
+        flower.wait(timeout=DEADLINE_S)
         client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
         client.close()
+    assert any(
+        line.startswith(b"{") for line in (tmp_path / "worker.log").read_bytes().splitlines()
+    )
+
+
+def _until_ok(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    deadline = time.monotonic() + DEADLINE_S
+    while (done := subprocess.run(argv, env=env, capture_output=True, text=True)).returncode:
+        if time.monotonic() > deadline:
+            raise TimeoutError(done.stderr)
+        time.sleep(0.5)  # the probe's own check; the deadline bounds the wait
+    return done
+
+
+def _http(url: str, basic_auth: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)  # a local URL
+    if basic_auth:
+        request.add_header(
+            "Authorization", "Basic " + base64.b64encode(basic_auth.encode()).decode()
+        )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, b""
+
+
+def _http_until(url: str) -> tuple[int, bytes]:
+    """The first answer from a server that is still starting."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        try:
+            return _http(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)  # the server is not listening yet; the deadline bounds the wait

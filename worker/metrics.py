@@ -2,9 +2,8 @@
 mode: each process writes its own files in PROMETHEUS_MULTIPROC_DIR, and the main process
 serves their sum on `METRICS_PORT`).
 
-prometheus-client picks its mode when first imported, so this module imports it only inside
-functions: the worker's main process sets the directory first (`prepare_multiprocess_dir`,
-on `worker_init`), and its pool children inherit it.
+The worker's main process sets the directory up on `worker_init` (`prepare_multiprocess_dir`),
+before the pool forks, and its pool children inherit it.
 """
 
 from __future__ import annotations
@@ -23,9 +22,16 @@ SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 def prepare_multiprocess_dir() -> str:
-    """A fresh directory for this worker's metric files, unless one was given."""
+    """A fresh directory for this worker's metric files, unless one was given.
+
+    prometheus-client chooses how to store values when it is first imported, and Celery's
+    command line may import it first (Flower's plugin does): the choice is made again here.
+    """
     if not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="account-reset-metrics-")
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return os.environ[MULTIPROC_ENV]
 
 
