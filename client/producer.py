@@ -9,6 +9,7 @@ the worker applies a command once and replays its outcome.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -23,6 +24,7 @@ from schemas import CommandOutcome
 from schemas.display import redacted_kwargs
 
 SEALED_FIELDS = ("username", "new-password", "secret-code")
+CLOCK_ALLOWANCE_S = 60.0
 
 
 class AccountResetClient:
@@ -108,10 +110,12 @@ class AccountResetClient:
             self._events, self.settings.events_stream, ids, timeout_s=timeout_s, after=after
         )
 
-    def _stream_now(self) -> str:
-        """A stream id just before now, by the Redis server's clock."""
-        seconds, micros = self._events.time()
-        return f"{max(seconds * 1000 + micros // 1000 - 1, 0)}-0"
+    @staticmethod
+    def _stream_now() -> str:
+        """A stream id safely before now: stream ids are the Redis server's milliseconds, so
+        this allows for a clock that differs from Redis's by up to a minute (sending needs no
+        read access to the events Redis)."""
+        return f"{max(int((time.time() - CLOCK_ALLOWANCE_S) * 1000), 0)}-0"
 
     def _sealed(self, payload: dict[str, Any]) -> dict[str, Any]:
         if self._fernet is None:
