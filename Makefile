@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-faults lint worker migrate clean
+.PHONY: install demo test test-faults bench bench-smoke lint worker migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,18 @@ test: $(STAMP)
 test-faults: $(STAMP)
 	$(BIN)/pytest -s tests/faults
 
+# The worker against Celery's no-op ceiling and bcrypt's; writes BENCHMARKS.md (a few minutes).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --output BENCHMARKS.md
+
+# A small run that only checks the benchmark still works (CI).
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.run --smoke
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy worker tasks schemas client tests
+	$(BIN)/mypy worker tasks schemas client bench tests
 
 worker: $(STAMP)
 	$(BIN)/account-reset worker

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import signal
@@ -24,6 +22,10 @@ import redis
 import sqlalchemy as sa
 
 from client.events import wait_for_outcomes
+
+# The tests' one way to write a raw message, as the client package defines it (re-exported).
+from client.raw_message import raw_protocol2_message as raw_protocol2_message
+from client.raw_message import task_id_of as task_id_of
 from schemas import CommandOutcome
 from worker.database import normalized_url
 
@@ -88,43 +90,6 @@ class WorkerProcess:
         """Wait for the event of each command on this worker's stream."""
         stream = self.env["ACCOUNT_RESET_EVENTS_STREAM"]
         return wait_for_outcomes(client, stream, command_ids, timeout_s=timeout_s)
-
-
-def raw_protocol2_message(
-    task: str,
-    kwargs: Any,
-    queue: str,
-    *,
-    body: bytes | None = None,
-    content_type: str = "application/json",
-    task_id: str | None = None,
-) -> str:
-    """A Celery protocol-2 message as a producer in any language writes it to the Redis list.
-
-    `body` replaces the encoded `[args, kwargs, embed]`, for malformed messages.
-    """
-    task_id = task_id or str(uuid.uuid4())
-    encoded = json.dumps([[], kwargs, {}]).encode() if body is None else body
-    return json.dumps(
-        {
-            "body": base64.b64encode(encoded).decode(),
-            "content-encoding": "utf-8",
-            "content-type": content_type,
-            "headers": {"lang": "js", "task": task, "id": task_id, "root_id": task_id},
-            "properties": {
-                "correlation_id": task_id,
-                "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": queue},
-                "priority": 0,
-                "body_encoding": "base64",
-                "delivery_tag": str(uuid.uuid4()),
-            },
-        }
-    )
-
-
-def task_id_of(message: str) -> str:
-    return str(json.loads(message)["headers"]["id"])
 
 
 Fields = Mapping[Any, Any]

@@ -1,0 +1,108 @@
+"""What the benchmark measures: the time to drain a queue, and latency under a steady rate."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from client.events import read_outcome
+from client.raw_message import task_id_of
+from worker.redis_transport import reserved_key
+
+DRAIN_DEADLINE_S = 600.0
+PUSH_CHUNK = 500
+
+
+def push(client: redis.Redis, queue: str, messages: list[str]) -> None:
+    """RPUSH in pipelined chunks: taken from the right, so the first is taken first."""
+    with client.pipeline(transaction=False) as pipe:
+        for start in range(0, len(messages), PUSH_CHUNK):
+            pipe.rpush(queue, *messages[start : start + PUSH_CHUNK])
+        pipe.execute()
+
+
+def drained(client: redis.Redis, queue: str) -> bool:
+    """Nothing waiting, reserved or unacknowledged: every message done and acknowledged."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.llen(queue)
+        pipe.llen(reserved_key(queue))
+        pipe.hlen(f"{queue}:unacked")
+        return not any(pipe.execute())
+
+
+def drain_rate(client: redis.Redis, queue: str, messages: list[str]) -> float:
+    """Messages per second: from the first push until all are acknowledged."""
+    started = time.perf_counter()
+    push(client, queue, messages)
+    deadline = started + DRAIN_DEADLINE_S
+    while not drained(client, queue):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{queue} not drained after {DRAIN_DEADLINE_S} s")
+        time.sleep(0.002)  # three cheap reads per check
+    return len(messages) / (time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class Latency:
+    rate: float
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def latency_at(
+    client: redis.Redis, queue: str, stream: str, messages: list[str], rate: float
+) -> Latency:
+    """Send at `rate` per second; time each from its push to its event on the stream."""
+    sent_at: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    start_id = _stream_end(client, stream)
+    reader = threading.Thread(
+        target=_follow, args=(client, stream, start_id, arrived, len(messages)), daemon=True
+    )
+    reader.start()
+    interval = 1.0 / rate
+    started = time.perf_counter()
+    for i, message in enumerate(messages):
+        time.sleep(max(started + i * interval - time.perf_counter(), 0.0))  # the steady rate
+        sent_at[task_id_of(message)] = time.perf_counter()
+        client.rpush(queue, message)
+    reader.join(timeout=DRAIN_DEADLINE_S)
+    waits = sorted((arrived[i] - sent_at[i]) * 1000 for i in sent_at if i in arrived)
+    if len(waits) != len(messages):
+        raise TimeoutError(f"{len(messages) - len(waits)} events never arrived")
+    cuts = statistics.quantiles(waits, n=100, method="inclusive")
+    return Latency(rate, len(waits), cuts[49], cuts[94], cuts[98], waits[-1])
+
+
+def _stream_end(client: redis.Redis, stream: str) -> str:
+    newest = cast(list[tuple[Any, Any]], client.xrevrange(stream, count=1))
+    if not newest:
+        return "0-0"
+    entry_id = newest[0][0]
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def _follow(
+    client: redis.Redis, stream: str, last_id: str, arrived: dict[str, float], expected: int
+) -> None:
+    deadline = time.perf_counter() + DRAIN_DEADLINE_S
+    reader = redis.Redis(connection_pool=client.connection_pool)
+    while len(arrived) < expected and time.perf_counter() < deadline:
+        reply = cast(
+            list[tuple[Any, list[tuple[Any, Mapping[Any, Any]]]]],
+            reader.xread({stream: last_id}, block=100, count=500),
+        )
+        now = time.perf_counter()
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                last_id = entry_id
+                arrived.setdefault(read_outcome(fields).command_id, now)

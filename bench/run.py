@@ -1,0 +1,241 @@
+"""`make bench`: the worker against Celery's no-op ceiling and bcrypt's, in one run.
+
+1. ceiling: a no-op task, same broker, transport, pool, concurrency and acknowledgement
+   settings (bench/noop_app.py), N messages pushed then drained;
+2. reset-session-key: N commands over N accounts drained, on SQLite and PostgreSQL, and the
+   latency from push to event at a steady quarter of that throughput;
+3. reset-account-password against cores / (one bcrypt at the configured cost);
+4. the peak resident memory of the worker's processes together;
+5. reset-session-key at each concurrency from 1 to the number of cores (at least 2).
+
+Real Redis, PostgreSQL and worker processes. `--smoke` runs it small, for CI.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import redis
+import sqlalchemy as sa
+
+from bench.measure import Latency, drain_rate, latency_at
+from bench.processes import BenchWorker, MemorySampler, cpu_count
+from bench.report import Row, machine, table
+from bench.seed import APPID, Seeded, applied, seed_accounts
+from client.raw_message import raw_protocol2_message
+from worker.database import normalized_url
+from worker.hashing import Hasher
+from worker.migrate import upgrade
+
+HASH_KEY = "bench-hash-key"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+MB = 1024 * 1024
+
+
+@dataclass
+class Bench:
+    redis_url: str
+    work: Path
+    bcrypt_rounds: int
+    peak_memory: dict[str, int] = field(default_factory=dict)
+
+    def env(self, database_url: str, concurrency: int) -> dict[str, str]:
+        name = f"bench-{uuid.uuid4().hex[:10]}"
+        keep = {k: v for k, v in os.environ.items() if not k.startswith("ACCOUNT_RESET_")}
+        return keep | {
+            "ACCOUNT_RESET_ENVIRONMENT": "production",
+            "ACCOUNT_RESET_BROKER_URL": self.redis_url,
+            "ACCOUNT_RESET_DATABASE_URL": database_url,
+            "ACCOUNT_RESET_QUEUE": name,
+            "ACCOUNT_RESET_EVENTS_STREAM": f"{name}:events",
+            "ACCOUNT_RESET_DEAD_LETTERS_KEY": f"{name}:dead-letters",
+            "ACCOUNT_RESET_ATTEMPTS_KEY_PREFIX": f"{name}:code-attempts",
+            "ACCOUNT_RESET_HEALTH_FILE": str(self.work / f"{name}.health"),
+            "ACCOUNT_RESET_HASH_KEY": HASH_KEY,
+            "ACCOUNT_RESET_BCRYPT_ROUNDS": str(self.bcrypt_rounds),
+            "ACCOUNT_RESET_APPID": APPID,
+            "ACCOUNT_RESET_WORKER_CONCURRENCY": str(concurrency),
+        }
+
+    @contextmanager
+    def worker(self, app: str, env: dict[str, str], label: str) -> Iterator[BenchWorker]:
+        log = self.work / f"{env['ACCOUNT_RESET_QUEUE']}.log"
+        running = BenchWorker(app, env, int(env["ACCOUNT_RESET_WORKER_CONCURRENCY"]), log).start()
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            with MemorySampler(running) as memory:
+                yield running
+            self.peak_memory[label] = memory.peak_bytes
+        finally:
+            running.stop()
+            queue = env["ACCOUNT_RESET_QUEUE"]
+            client.delete(*[queue, f"{queue}:reserved", f"{queue}:unacked",
+                            f"{queue}:unacked_index", env["ACCOUNT_RESET_EVENTS_STREAM"],
+                            env["ACCOUNT_RESET_DEAD_LETTERS_KEY"]])  # fmt: skip
+            client.close()
+
+    def noop(self, database_url: str, concurrency: int, count: int) -> float:
+        env = self.env(database_url, concurrency)
+        queue = env["ACCOUNT_RESET_QUEUE"]
+        messages = [raw_protocol2_message("noop", {}, queue) for _ in range(count)]
+        with self.worker("bench.noop_app", env, f"noop c={concurrency}"):
+            return drain_rate(redis.Redis.from_url(self.redis_url), queue, messages)
+
+    def commands(
+        self, database_url: str, concurrency: int, count: int, *, password: bool = False,
+        measure: Callable[[redis.Redis, dict[str, str], list[str]], Any] | None = None,
+    ) -> Any:  # fmt: skip
+        """Seed `count` accounts, run one command for each, check every one applied."""
+        engine = sa.create_engine(database_url)
+        hasher = Hasher(key=HASH_KEY, bcrypt_rounds=self.bcrypt_rounds)
+        accounts = seed_accounts(engine, hasher, count, codes=password)
+        env = self.env(database_url, concurrency)
+        queue = env["ACCOUNT_RESET_QUEUE"]
+        messages = [_message(queue, account, password=password) for account in accounts]
+        client = redis.Redis.from_url(self.redis_url)
+        label = (
+            f"{'password' if password else 'session-key'} {_backend(database_url)} c={concurrency}"
+        )
+        with self.worker("worker", env, label):
+            result = (measure or _drain)(client, env, messages)
+        done = applied(engine, accounts)
+        engine.dispose()
+        if done != count:
+            raise RuntimeError(f"{label}: {done} of {count} commands applied")
+        return result
+
+
+def _drain(client: redis.Redis, env: dict[str, str], messages: list[str]) -> float:
+    return drain_rate(client, env["ACCOUNT_RESET_QUEUE"], messages)
+
+
+def _message(queue: str, account: Seeded, *, password: bool) -> str:
+    if password:
+        payload = {"username": account.username, "secret-code": account.code,
+                   "new-password": f"bench-password-{account.code}"}  # fmt: skip
+        return raw_protocol2_message("reset-account-password", payload, queue)
+    payload = {"accountid": account.accountid, "requester_accountid": account.accountid}
+    return raw_protocol2_message("reset-session-key", payload, queue)
+
+
+def _backend(database_url: str) -> str:
+    return "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
+
+
+def bcrypt_seconds(rounds: int, samples: int) -> float:
+    hasher = Hasher(key=HASH_KEY, bcrypt_rounds=rounds)
+    times = []
+    for i in range(samples):
+        started = time.perf_counter()
+        hasher.password_hash(f"bench-password-{i}")
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    name = f"account_reset_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(normalized_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = normalized_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@dataclass(frozen=True)
+class Sizes:
+    commands: int
+    passwords_per_core: int
+    latency_seconds: float
+    bcrypt_rounds: int
+    bcrypt_samples: int
+
+
+FULL = Sizes(commands=2000, passwords_per_core=24, latency_seconds=20.0, bcrypt_rounds=12,
+             bcrypt_samples=7)  # fmt: skip
+SMOKE = Sizes(commands=40, passwords_per_core=2, latency_seconds=1.0, bcrypt_rounds=4,
+              bcrypt_samples=3)  # fmt: skip
+
+
+def run(sizes: Sizes, redis_url: str, postgres_admin_url: str, work: Path) -> str:
+    cores = cpu_count()
+    levels = list(range(1, max(cores, 2) + 1))
+    bench = Bench(redis_url=redis_url, work=work, bcrypt_rounds=sizes.bcrypt_rounds)
+    sqlite_url = f"sqlite:///{work / 'bench.db'}"
+    upgrade(sqlite_url)
+    top = levels[-1]
+    with postgres_database(postgres_admin_url) as pg:
+        noop = {c: bench.noop(pg, c, sizes.commands) for c in levels}
+        session = {c: bench.commands(pg, c, sizes.commands) for c in levels}
+        on_sqlite = bench.commands(sqlite_url, top, sizes.commands)
+        rate = session[top] / 4
+        latency: Latency = bench.commands(
+            pg, top, max(int(rate * sizes.latency_seconds), 20),
+            measure=lambda client, env, messages: latency_at(
+                client, env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"],
+                messages, rate,
+            ),
+        )  # fmt: skip
+        one_bcrypt = bcrypt_seconds(sizes.bcrypt_rounds, sizes.bcrypt_samples)
+        passwords = bench.commands(pg, top, sizes.passwords_per_core * top, password=True)
+        about = machine(redis.Redis.from_url(redis_url), pg, cores)
+    bcrypt_ceiling = top / one_bcrypt
+    memory_label = f"session-key PostgreSQL c={top}"
+    peak_mb = bench.peak_memory[memory_label] / MB
+    rows = [
+        Row(f"no-op task, concurrency {c}", f"{noop[c]:.0f}/s") for c in levels
+    ] + [
+        Row(f"reset-session-key, PostgreSQL, concurrency {c}", f"{session[c]:.0f}/s",
+            f"{noop[c]:.0f}/s no-op", session[c] / noop[c],
+            "≥ 0.8" if c == top else "", session[c] / noop[c] >= 0.8 if c == top else None)
+        for c in levels
+    ] + [
+        Row(f"reset-session-key, SQLite, concurrency {top}", f"{on_sqlite:.0f}/s",
+            f"{noop[top]:.0f}/s no-op", on_sqlite / noop[top]),
+        Row(f"reset-session-key latency at {latency.rate:.0f}/s (¼ of throughput), PostgreSQL",
+            f"p50 {latency.p50_ms:.1f} ms, p95 {latency.p95_ms:.1f} ms, "
+            f"p99 {latency.p99_ms:.1f} ms (max {latency.max_ms:.1f}, n={latency.count})",
+            target="p99 ≤ 50 ms", met=latency.p99_ms <= 50),
+        Row(f"reset-account-password, PostgreSQL, concurrency {top}, bcrypt cost "
+            f"{sizes.bcrypt_rounds}", f"{passwords:.2f}/s",
+            f"{bcrypt_ceiling:.2f}/s ({top} cores / {one_bcrypt * 1000:.0f} ms per bcrypt)",
+            passwords / bcrypt_ceiling, "≥ 0.9", passwords / bcrypt_ceiling >= 0.9),
+        Row(f"peak memory, main + {top} pool processes ({memory_label})", f"{peak_mb:.0f} MB",
+            target="≤ 250 MB", met=peak_mb <= 250),
+    ]  # fmt: skip
+    return f"{table(rows)}\n\n{about}\n"
+
+
+@click.command()
+@click.option("--smoke", is_flag=True, help="A small, quick run that checks the benchmark works.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here too.")
+def main(smoke: bool, output: Path | None) -> None:
+    redis_url = os.environ.get("ACCOUNT_RESET_TEST_REDIS_URL", DEFAULT_REDIS)
+    postgres = os.environ.get("ACCOUNT_RESET_TEST_DATABASE_URL", DEFAULT_POSTGRES)
+    with tempfile.TemporaryDirectory(prefix="account-reset-bench-") as work:
+        result = run(SMOKE if smoke else FULL, redis_url, postgres, Path(work))
+    click.echo(result)
+    if output is not None:
+        title = "# Benchmarks\n\nProduced by `make bench` (bench/run.py); ratios are to ceilings "
+        output.write_text(f"{title}measured in the same run.\n\n{result}")
+
+
+if __name__ == "__main__":
+    main()
