@@ -69,10 +69,14 @@ class BenchWorker:
 
 @dataclass
 class MemorySampler:
-    """Peak resident memory of a worker's processes together, sampled on a thread."""
+    """Peak memory of a worker's processes together, sampled on a thread: the sum of their
+    proportional set sizes (PSS: a page shared by the main process and its forked children
+    counts once, split between them), and the plain sum of their resident sets (which counts
+    shared pages once per process)."""
 
     worker: BenchWorker
     peak_bytes: int = 0
+    peak_rss_sum: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -88,14 +92,16 @@ class MemorySampler:
 
     def _sample(self) -> None:
         while not self._stop.wait(SAMPLE_EVERY_S):
-            self.peak_bytes = max(self.peak_bytes, sum(map(rss_bytes, self.worker.pids())))
+            pids = self.worker.pids()
+            self.peak_bytes = max(self.peak_bytes, sum(_kb(p, "Pss:") for p in pids) * 1024)
+            self.peak_rss_sum = max(self.peak_rss_sum, sum(_kb(p, "Rss:") for p in pids) * 1024)
 
 
-def rss_bytes(pid: int) -> int:
+def _kb(pid: int, field_name: str) -> int:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(field_name):
+                return int(line.split()[1])
     except OSError:
         pass
     return 0

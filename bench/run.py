@@ -48,7 +48,7 @@ class Bench:
     redis_url: str
     work: Path
     bcrypt_rounds: int
-    peak_memory: dict[str, int] = field(default_factory=dict)
+    peak_memory: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def env(self, database_url: str, concurrency: int) -> dict[str, str]:
         name = f"bench-{uuid.uuid4().hex[:10]}"
@@ -76,7 +76,7 @@ class Bench:
         try:
             with MemorySampler(running) as memory:
                 yield running
-            self.peak_memory[label] = memory.peak_bytes
+            self.peak_memory[label] = (memory.peak_bytes, memory.peak_rss_sum)
         finally:
             running.stop()
             queue = env["ACCOUNT_RESET_QUEUE"]
@@ -168,7 +168,7 @@ class Sizes:
     bcrypt_samples: int
 
 
-FULL = Sizes(commands=2000, passwords_per_core=24, latency_seconds=20.0, bcrypt_rounds=12,
+FULL = Sizes(commands=2000, passwords_per_core=40, latency_seconds=20.0, bcrypt_rounds=12,
              bcrypt_samples=7)  # fmt: skip
 SMOKE = Sizes(commands=40, passwords_per_core=2, latency_seconds=1.0, bcrypt_rounds=4,
               bcrypt_samples=3)  # fmt: skip
@@ -198,7 +198,7 @@ def run(sizes: Sizes, redis_url: str, postgres_admin_url: str, work: Path) -> st
         about = machine(redis.Redis.from_url(redis_url), pg, cores)
     bcrypt_ceiling = top / one_bcrypt
     memory_label = f"session-key PostgreSQL c={top}"
-    peak_mb = bench.peak_memory[memory_label] / MB
+    peak_mb, rss_sum_mb = (b / MB for b in bench.peak_memory[memory_label])
     rows = [
         Row(f"no-op task, concurrency {c}", f"{noop[c]:.0f}/s") for c in levels
     ] + [
@@ -217,7 +217,8 @@ def run(sizes: Sizes, redis_url: str, postgres_admin_url: str, work: Path) -> st
             f"{sizes.bcrypt_rounds}", f"{passwords:.2f}/s",
             f"{bcrypt_ceiling:.2f}/s ({top} cores / {one_bcrypt * 1000:.0f} ms per bcrypt)",
             passwords / bcrypt_ceiling, "≥ 0.9", passwords / bcrypt_ceiling >= 0.9),
-        Row(f"peak memory, main + {top} pool processes ({memory_label})", f"{peak_mb:.0f} MB",
+        Row(f"peak memory, main + {top} pool processes ({memory_label}), PSS",
+            f"{peak_mb:.0f} MB (RSS summed: {rss_sum_mb:.0f} MB)",
             target="≤ 250 MB", met=peak_mb <= 250),
     ]  # fmt: skip
     return f"{table(rows)}\n\n{about}\n"

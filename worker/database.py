@@ -34,7 +34,10 @@ def create_db_engine(url: str, *, pool_size: int = 2, lock_timeout_s: float = 5.
     return create_engine(
         parsed,
         hide_parameters=True,
-        pool_pre_ping=True,
+        # No ping before each use (a round trip per transaction): a connection the server
+        # dropped fails its first statement, SQLAlchemy discards the pool's stale connections,
+        # and the task's retry runs on a fresh one.
+        pool_pre_ping=False,
         pool_size=pool_size,
         max_overflow=0,
         connect_args={"options": f"-c lock_timeout={int(lock_timeout_s * 1000)}"},

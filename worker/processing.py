@@ -30,7 +30,7 @@ from worker.events import EventStream
 from worker.metrics import metrics
 from worker.rule_deps import RuleDeps
 from worker.sealed_fields import SealedFields
-from worker.unit_of_work import UnitOfWork
+from worker.unit_of_work import UnitOfWork, mark_published_now
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,7 @@ class CommandProcessor:
         self.events.publish(outcome)
         metrics().publish_delay.labels("task").observe(_since(outcome.occurred_at))
         try:
-            with UnitOfWork(self.sessions) as uow:
-                uow.mark_published([outcome.event_id], datetime.now(UTC))
-                uow.commit()
+            mark_published_now(self.sessions, [outcome.event_id], datetime.now(UTC))
         except SQLAlchemyError as exc:
             # Only bookkeeping: the event is out; the relay will publish it once more.
             log.warning("event %s published, not marked: %s", outcome.event_id, type(exc).__name__)

@@ -5,11 +5,34 @@ from __future__ import annotations
 from datetime import datetime
 from types import TracebackType
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Update, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import CommandOutcome
 from worker.models import Account, OutcomeRecord, ResetCode
+
+
+def mark_published_now(
+    sessions: sessionmaker[Session], event_ids: list[str], published_at: datetime
+) -> None:
+    """Mark outcomes published outside any transaction: on PostgreSQL one autocommitted
+    UPDATE, one round trip (no BEGIN, no COMMIT); SQLite takes its own short transaction."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        with UnitOfWork(sessions) as uow:
+            uow.mark_published(event_ids, published_at)
+            uow.commit()
+        return
+    with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+        connection.execute(_published(event_ids, published_at))
+
+
+def _published(event_ids: list[str], published_at: datetime) -> Update:
+    return (
+        update(OutcomeRecord)
+        .where(OutcomeRecord.event_id.in_(event_ids), OutcomeRecord.published_at.is_(None))
+        .values(published_at=published_at)
+    )
 
 
 class UnitOfWork:
@@ -94,11 +117,7 @@ class UnitOfWork:
         )
 
     def mark_published(self, event_ids: list[str], published_at: datetime) -> None:
-        self.session.execute(
-            update(OutcomeRecord)
-            .where(OutcomeRecord.event_id.in_(event_ids), OutcomeRecord.published_at.is_(None))
-            .values(published_at=published_at)
-        )
+        self.session.execute(_published(event_ids, published_at))
 
     def unpublished_outcomes(
         self, *, recorded_before: datetime, limit: int
