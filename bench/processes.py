@@ -15,7 +15,8 @@ from pathlib import Path
 
 READY_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 60.0
-SAMPLE_EVERY_S = 0.05
+# smaps_rollup walks the page tables: sampling often would steal the CPU being measured.
+SAMPLE_EVERY_S = 0.5
 
 
 @dataclass

@@ -256,8 +256,19 @@ def main(smoke: bool, output: Path | None) -> None:
         result = run(SMOKE if smoke else FULL, redis_url, postgres, Path(work))
     click.echo(result)
     if output is not None:
-        title = "# Benchmarks\n\nProduced by `make bench` (bench/run.py); ratios are to ceilings "
-        output.write_text(f"{title}measured in the same run.\n\n{result}")
+        write_results(output, result)
+
+
+RESULTS_START, RESULTS_END = "<!-- results: written by make bench -->", "<!-- /results -->"
+
+
+def write_results(path: Path, result: str) -> None:
+    """Replace the results between the markers, keeping the rest of the file (the analysis)."""
+    block = f"{RESULTS_START}\n{result}{RESULTS_END}"
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{RESULTS_START}{RESULTS_END}\n"
+    before, _, rest = text.partition(RESULTS_START)
+    _, _, after = rest.partition(RESULTS_END)
+    path.write_text(before + block + after)
 
 
 if __name__ == "__main__":
