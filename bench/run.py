@@ -243,7 +243,12 @@ def run(sizes: Sizes, redis_url: str, postgres_admin_url: str, work: Path) -> st
         f"- Medians of {sizes.rounds} alternating rounds; {sizes.commands} commands per "
         f"throughput run, each over its own accounts; ceilings measured in the same rounds."
     )
-    return f"{table(rows)}\n\n{method}\n{about}\n"
+    smoke = (
+        "- Smoke run: sizes too small for the figures to mean anything.\n"
+        if sizes.rounds == 1
+        else ""
+    )
+    return f"{table(rows)}\n\n{smoke}{method}\n{about}\n"
 
 
 @click.command()
