@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,10 +32,13 @@ def observed_worker(
         ACCOUNT_RESET_LOG_FORMAT="json",
         ACCOUNT_RESET_WORKER_CONCURRENCY="2",
     )
+    metric_dirs = set(Path(tempfile.gettempdir()).glob("account-reset-metrics-*"))
     worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
     yield worker
     worker.stop()
     redis_client.delete(env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"])
+    left = set(Path(tempfile.gettempdir()).glob("account-reset-metrics-*")) - metric_dirs
+    assert not left, "the worker should remove the metrics directory it made"
 
 
 def scrape(worker: WorkerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

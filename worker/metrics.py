@@ -9,6 +9,7 @@ before the pool forks, and its pool children inherit it.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from functools import cache
@@ -21,6 +22,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+_made_here: list[str] = []
+
+
 def prepare_multiprocess_dir() -> str:
     """A fresh directory for this worker's metric files, unless one was given.
 
@@ -29,6 +33,7 @@ def prepare_multiprocess_dir() -> str:
     """
     if not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="account-reset-metrics-")
+        _made_here.append(os.environ[MULTIPROC_ENV])
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
@@ -61,6 +66,12 @@ class Metrics:
             "From the outcome's commit to its event on the stream, by who published it",
             ["by"], buckets=SECONDS_BUCKETS,
         )  # fmt: skip
+
+
+def remove_multiprocess_dir() -> None:
+    """At the worker's exit: the directory this process made, with its files."""
+    while _made_here:
+        shutil.rmtree(_made_here.pop(), ignore_errors=True)
 
 
 @cache

@@ -9,7 +9,7 @@ import redis
 from celery import bootsteps
 
 from worker.bootstrap import broker_url
-from worker.metrics import serve
+from worker.metrics import remove_multiprocess_dir, serve
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -38,3 +38,4 @@ class MetricsStep(bootsteps.StartStopStep):
     def stop(self, parent: Any) -> None:  # noqa: ARG002
         if self.server is not None:
             self.server.shutdown()
+        remove_multiprocess_dir()
