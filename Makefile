@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# DEMO_DATABASE_URL=... runs it on that database instead (a dashboard's: see the README).
 demo: $(STAMP)
-	$(BIN)/account-reset demo
+	$(BIN)/account-reset demo $(if $(DEMO_DATABASE_URL),--database-url '$(DEMO_DATABASE_URL)')
 
 test: $(STAMP)
 	$(BIN)/pytest --ignore=tests/faults

@@ -71,5 +71,6 @@ def _end_sessions(account: Account, now: datetime) -> None:
     account.session_key = secrets.token_hex(SESSION_KEY_BYTES)
     account.session_key_last_reset_at = now
     # The dashboard's `sessionKeyNumber++` stored the old number; the new key gets the next one.
-    account.session_key_number = account.session_key_number + 1
+    # A NULL number is JavaScript's `null + 1`: 1.
+    account.session_key_number = (account.session_key_number or 0) + 1
     account.updated_at = now

@@ -1,8 +1,9 @@
 """Real services for the tests: Redis, SQLite and PostgreSQL, and real worker processes.
 
 `ACCOUNT_RESET_TEST_REDIS_URL` names a Redis to use (else an embedded one is started);
-`ACCOUNT_RESET_TEST_DATABASE_URL` names a PostgreSQL to run the database tests on as well.
-With `ACCOUNT_RESET_TEST_REQUIRE_SERVICES=1` (CI), a missing PostgreSQL fails instead of skipping.
+`ACCOUNT_RESET_TEST_DATABASE_URL` names a PostgreSQL and `ACCOUNT_RESET_TEST_MARIADB_URL` a
+MariaDB (or MySQL) to run the database tests on as well. With
+`ACCOUNT_RESET_TEST_REQUIRE_SERVICES=1` (CI), a missing one fails instead of skipping.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,12 +25,14 @@ from tests.support import (
     TEST_BCRYPT_ROUNDS,
     TEST_HASH_KEY,
     WorkerProcess,
+    mariadb_database,
     postgres_database,
     unique,
     worker_env,
 )
 from worker.cache import DashboardCache
 from worker.code_attempts import CodeAttempts
+from worker.dashboard_bookkeeping import DashboardBookkeeping
 from worker.database import create_db_engine, session_factory
 from worker.embedded_redis import EmbeddedRedis, free_port
 from worker.events import EventStream
@@ -46,14 +50,37 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REQUIRE_SERVICES = os.environ.get("ACCOUNT_RESET_TEST_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("ACCOUNT_RESET_TEST_DATABASE_URL")
+MARIADB_URL = os.environ.get("ACCOUNT_RESET_TEST_MARIADB_URL")
+BACKENDS = ["sqlite", "postgresql", "mariadb"]
+
+
+def _service_url_or_skip(url: str | None, variable: str, what: str) -> str:
+    if url:
+        return url
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{variable} is required when services are required")
+    pytest.skip(f"set {variable} to run on {what}")
 
 
 def _postgres_url_or_skip() -> str:
-    if POSTGRES_URL:
-        return POSTGRES_URL
-    if REQUIRE_SERVICES:
-        pytest.fail("ACCOUNT_RESET_TEST_DATABASE_URL is required when services are required")
-    pytest.skip("set ACCOUNT_RESET_TEST_DATABASE_URL to run on PostgreSQL")
+    return _service_url_or_skip(POSTGRES_URL, "ACCOUNT_RESET_TEST_DATABASE_URL", "PostgreSQL")
+
+
+def _mariadb_url_or_skip() -> str:
+    return _service_url_or_skip(MARIADB_URL, "ACCOUNT_RESET_TEST_MARIADB_URL", "MariaDB")
+
+
+@contextmanager
+def backend_database(backend: str, directory: Path) -> Iterator[str]:
+    """An empty database of its own on `backend`, removed afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / unique('db')}.db"
+    elif backend == "postgresql":
+        with postgres_database(_postgres_url_or_skip()) as url:
+            yield url
+    else:
+        with mariadb_database(_mariadb_url_or_skip()) as url:
+            yield url
 
 
 @pytest.fixture(scope="session")
@@ -74,17 +101,12 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session", params=BACKENDS)
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A migrated database per backend, shared by a session; tests use unique accounts."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'accounts.db'}"
-        upgrade(url)
-        yield url
-        return
-    with postgres_database(_postgres_url_or_skip()) as url:
+    with backend_database(request.param, tmp_path_factory.mktemp("db")) as url:
         upgrade(url)
         yield url
 
@@ -92,10 +114,7 @@ def database_url(
 @pytest.fixture
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database of its own (for migration tests), on the backend in `request.param`."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    with postgres_database(_postgres_url_or_skip()) as url:
+    with backend_database(request.param, tmp_path) as url:
         yield url
 
 
@@ -138,7 +157,7 @@ def in_process_processor(
         deps=RuleDeps(hasher=hasher, attempts=attempts, code_ttl=code_ttl),
         sealed=sealed or SealedFields(sealer=None, required=False, max_field_length=1024),
         events=events,
-        cache=DashboardCache(cache),
+        dashboard=DashboardBookkeeping(cache=DashboardCache(cache)),
         limits=CommandLimits(),
         default_appid="test-app",
     )

@@ -144,15 +144,37 @@ def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[s
 @contextmanager
 def postgres_database(admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database of its own, dropped afterwards."""
+    with _scratch_database(
+        admin_url,
+        create='CREATE DATABASE "{}"',
+        drop='DROP DATABASE IF EXISTS "{}" WITH (FORCE)',
+        isolation_level="AUTOCOMMIT",
+    ) as url:
+        yield url
+
+
+@contextmanager
+def mariadb_database(admin_url: str) -> Iterator[str]:
+    """A fresh MariaDB (or MySQL) database of its own, dropped afterwards."""
+    with _scratch_database(
+        admin_url,
+        create="CREATE DATABASE `{}` CHARACTER SET utf8mb4",
+        drop="DROP DATABASE IF EXISTS `{}`",
+    ) as url:
+        yield url
+
+
+@contextmanager
+def _scratch_database(admin_url: str, *, create: str, drop: str, **engine: Any) -> Iterator[str]:
     name = unique("account_reset_test").replace("-", "_")
-    admin = sa.create_engine(normalized_url(admin_url), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(normalized_url(admin_url), **engine)
     with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        connection.exec_driver_sql(create.format(name))
     try:
         yield normalized_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            connection.exec_driver_sql(drop.format(name))
         admin.dispose()
 
 

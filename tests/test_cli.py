@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from celery import Celery
 
 from client.events import wait_for_outcomes
+from tests import conftest
 from tests.support import TEST_BCRYPT_ROUNDS, worker_env
 from worker.database import create_db_engine
 from worker.embedded_redis import free_port
@@ -36,7 +37,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("fresh_database_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("fresh_database_url", conftest.BACKENDS, indirect=True)
 def test_db_upgrade_creates_the_tables(fresh_database_url: str) -> None:
     subprocess.run(
         [CLI, "db", "upgrade"],

@@ -38,3 +38,22 @@ def test_long_passwords_are_not_truncated_at_72_bytes() -> None:
 
 def test_repr_hides_the_key() -> None:
     assert "dashboard-key" not in repr(hasher)
+
+
+# A stock dashboard sets no dashboardEncryptionKey: JavaScript's `text + ':' + undefined` and
+# `password + (key || '')`, as its src/hash.js and src/bcrypt.js compute them.
+stock = Hasher(key="", bcrypt_rounds=4)
+
+
+def test_a_stock_dashboards_lookup_hash_is_keyed_by_the_text_undefined() -> None:
+    expected = hashlib.sha512(b"some-username:undefined").hexdigest()
+    assert stock.lookup_hash("some-username") == expected
+
+
+def test_a_stock_dashboards_password_hash_has_no_key_at_all() -> None:
+    """With HASH_KEY=undefined the rows were found but this hash was wrong: a locked-out user."""
+    stored = stock.password_hash("new-password")
+    assert bcrypt.checkpw(hashlib.sha256(b"new-password").hexdigest().encode(), stored.encode())
+    assert not bcrypt.checkpw(
+        hashlib.sha256(b"new-passwordundefined").hexdigest().encode(), stored.encode()
+    )

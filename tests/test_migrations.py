@@ -6,10 +6,11 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from tests import conftest
 from worker.database import create_db_engine
 from worker.migrate import alembic_config, upgrade
 
-BACKENDS = pytest.mark.parametrize("fresh_database_url", ["sqlite", "postgresql"], indirect=True)
+BACKENDS = pytest.mark.parametrize("fresh_database_url", conftest.BACKENDS, indirect=True)
 
 # The dashboard's tables as its Sequelize models make them, with a column the worker
 # does not know about, to show the migration leaves them exactly as they were.
@@ -25,6 +26,11 @@ DASHBOARD_DDL = [
 ]
 
 
+def quoted_for(engine: sa.Engine, statement: str) -> str:
+    """MariaDB/MySQL quote names with backticks."""
+    return statement.replace('"', "`") if engine.dialect.name in ("mysql", "mariadb") else statement
+
+
 def columns(engine: sa.Engine, table: str) -> list[str]:
     return [column["name"] for column in sa.inspect(engine).get_columns(table)]
 
@@ -34,7 +40,7 @@ def test_upgrade_creates_every_table_on_an_empty_database(fresh_database_url: st
     upgrade(fresh_database_url)
     engine = create_db_engine(fresh_database_url)
     tables = set(sa.inspect(engine).get_table_names())
-    assert {"accounts", "resetCodes", "account_reset_outcomes"} <= tables
+    assert {"accounts", "resetCodes", "metrics", "account_reset_outcomes"} <= tables
     assert "account_reset_alembic_version" in tables
     assert "sessionKeyLastResetAt" in columns(engine, "accounts")
     assert columns(engine, "resetCodes") == [
@@ -50,7 +56,7 @@ def test_upgrade_on_the_dashboards_database_adds_only_the_workers_table(
     engine = create_db_engine(fresh_database_url)
     with engine.begin() as connection:
         for statement in DASHBOARD_DDL:
-            connection.exec_driver_sql(statement)
+            connection.exec_driver_sql(quoted_for(engine, statement))
     before = {table: columns(engine, table) for table in ("accounts", "resetCodes")}
 
     upgrade(fresh_database_url)
@@ -59,7 +65,8 @@ def test_upgrade_on_the_dashboards_database_adds_only_the_workers_table(
     assert {table: columns(engine, table) for table in before} == before
     assert "account_reset_outcomes" in sa.inspect(engine).get_table_names()
     with engine.connect() as connection:
-        kept = connection.exec_driver_sql('SELECT "dashboardOnly" FROM accounts').scalar()
+        query = quoted_for(engine, 'SELECT "dashboardOnly" FROM accounts')
+        kept = connection.exec_driver_sql(query).scalar()
     assert kept == "kept"
 
     command.downgrade(alembic_config(fresh_database_url), "base")

@@ -20,8 +20,11 @@ from tests.support import (
     WorkerProcess,
     raw_protocol2_message,
     task_id_of,
+    unique,
     worker_env,
 )
+from worker.cache import DashboardCache
+from worker.dashboard_bookkeeping import COUNTED_MARKER_PREFIX, DashboardBookkeeping
 from worker.database import create_db_engine, session_factory
 from worker.events import EventStream
 from worker.models import OutcomeRecord
@@ -33,11 +36,18 @@ RETENTION = timedelta(days=30)
 
 
 @pytest.fixture
-def relay(database_url: str, events_stream: EventStream) -> Iterator[OutboxRelay]:
+def relay(
+    database_url: str, events_stream: EventStream, redis_client: redis.Redis
+) -> Iterator[OutboxRelay]:
     engine = create_db_engine(database_url)
     yield OutboxRelay(
         sessions=session_factory(engine),
         events=events_stream,
+        dashboard=DashboardBookkeeping(
+            cache=DashboardCache(redis_client),
+            metrics_store="redis",
+            metrics_client=redis_client,
+        ),
         grace=GRACE,
         batch_size=2,
         retention=RETENTION,
@@ -45,13 +55,20 @@ def relay(database_url: str, events_stream: EventStream) -> Iterator[OutboxRelay
     engine.dispose()
 
 
-def committed(relay: OutboxRelay, *, commit: bool = True) -> CommandOutcome:
+def committed(
+    relay: OutboxRelay,
+    *,
+    commit: bool = True,
+    command: str = "reset-session-key",
+    appid: str = "test-app",
+    accountid: str = "a",
+) -> CommandOutcome:
     """An outcome recorded as a task records it, then (as after a crash) never published."""
     outcome = CommandOutcome.success(
         command_id=f"relay-{datetime.now(UTC).timestamp()}-{id(object())}",
-        command="reset-session-key",
-        appid="test-app",
-        accountid="a",
+        command=command,
+        appid=appid,
+        accountid=accountid,
     )
     with UnitOfWork(relay.sessions) as uow:
         uow.record_outcome(outcome)
@@ -81,6 +98,27 @@ def test_an_unpublished_outcome_is_relayed_once_after_the_grace_period(
     assert rolled_back.event_id not in published
     relay.relay_once(later)
     assert relayed_ids(relay) == published
+
+
+def test_a_relayed_success_keeps_the_dashboards_books_once(
+    relay: OutboxRelay, redis_client: redis.Redis
+) -> None:
+    """The relay published, but forgot neither the dashboard's cache entry nor counted the
+    reset: a task that died after its commit left the dashboard serving the cached account."""
+    appid, accountid = unique("relay-app"), unique("acct")
+    redis_client.set(accountid, "{}")  # the dashboard's cache entry for the account
+    outcome = committed(relay, command="reset-account-password", appid=appid, accountid=accountid)
+    later = datetime.now(UTC) + GRACE + timedelta(seconds=1)
+    while relay.relay_once(later):
+        pass
+    assert redis_client.exists(accountid) == 0
+    counted = redis_client.hgetall(f"{appid}/metrics")
+    assert counted[b"resetcodes-used/total"] == b"1"
+    # Published once more (the relay, a replay, the final-failure path): counted once.
+    relay.dashboard.after_commit(outcome)
+    assert redis_client.hgetall(f"{appid}/metrics") == counted
+    marker = f"{COUNTED_MARKER_PREFIX}:{outcome.event_id}"
+    redis_client.delete(f"{appid}/metrics", marker)
 
 
 def test_published_outcomes_are_pruned_after_the_retention(relay: OutboxRelay) -> None:

@@ -193,7 +193,7 @@ def test_reset_code_sets_the_password_ends_sessions_and_uses_up_codes(
     assert after.password_hash is not None
     assert seeder.hasher.password_matches(NEW_PASSWORD, after.password_hash)
     assert not seeder.hasher.password_matches("old-password", after.password_hash)
-    assert after.session_key_number == before.session_key_number + 1
+    assert after.session_key_number == (before.session_key_number or 0) + 1
     assert after.session_key != before.session_key
     assert after.password_last_changed_at is not None
     assert after.reset_code_last_used_at is not None

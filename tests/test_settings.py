@@ -104,3 +104,35 @@ def test_requiring_sealed_secrets_needs_a_payload_key(monkeypatch: pytest.Monkey
         Settings()
     monkeypatch.setenv("ACCOUNT_RESET_PAYLOAD_KEY", Fernet.generate_key().decode())
     assert Settings().require_sealed is True
+
+
+def test_a_stock_dashboard_is_an_explicit_choice_never_a_silent_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No HASH_KEY matched a stock dashboard; `undefined` found rows but locked users out."""
+    monkeypatch.delenv("ACCOUNT_RESET_HASH_KEY", raising=False)
+    assert Settings().hash_mode == "keyed"
+    for stock_like_key in ("undefined", ""):
+        with pytest.raises(ValidationError, match="ACCOUNT_RESET_HASH_MODE=unkeyed"):
+            Settings(hash_key=stock_like_key)
+    unkeyed = Settings(hash_mode="unkeyed")
+    assert unkeyed.dashboard_key == ""
+    with pytest.raises(ValidationError, match="unset ACCOUNT_RESET_HASH_KEY"):
+        Settings(hash_mode="unkeyed", hash_key="a-real-key")
+
+
+def test_production_takes_a_stock_dashboard_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACCOUNT_RESET_HASH_KEY", raising=False)
+    settings = Settings(
+        environment="production", broker_url="redis://example:6379/0", hash_mode="unkeyed"
+    )
+    assert settings.dashboard_key == ""
+
+
+def test_the_dashboards_metrics_settings_are_checked() -> None:
+    assert Settings().dashboard_metrics == "database"
+    with pytest.raises(ValidationError, match="DASHBOARD_METRICS_URL"):
+        Settings(dashboard_metrics="redis")
+    with pytest.raises(ValidationError, match="IANA time zone"):
+        Settings(dashboard_timezone="Mars/Olympus")
+    assert Settings(dashboard_timezone="Europe/Paris").dashboard_timezone == "Europe/Paris"

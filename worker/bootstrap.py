@@ -6,15 +6,18 @@ prefork pool child never shares a database or Redis connection with its parent.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import redis
 from sqlalchemy import Engine
 
 from worker.cache import DashboardCache
 from worker.code_attempts import CodeAttempts
+from worker.dashboard_bookkeeping import DashboardBookkeeping
 from worker.database import create_db_engine, session_factory
 from worker.dead_letters import DeadLetterBox
 from worker.embedded_redis import shared_embedded_redis
@@ -25,6 +28,8 @@ from worker.processing import CommandProcessor
 from worker.rule_deps import RuleDeps
 from worker.sealed_fields import SealedFields
 from worker.settings import Settings, get_settings, payload_sealer
+
+log = logging.getLogger(__name__)
 
 
 def broker_url(settings: Settings) -> str:
@@ -60,12 +65,38 @@ def _seconds(value: int | None) -> timedelta | None:
     return None if value is None else timedelta(seconds=value)
 
 
+def hasher(settings: Settings) -> Hasher:
+    """The dashboard's hashes, keyed as the dashboard is (HASH_MODE)."""
+    return Hasher(key=settings.dashboard_key, bcrypt_rounds=settings.bcrypt_rounds)
+
+
+def warn_of_weak_settings(settings: Settings) -> None:
+    """Said once, when a worker starts."""
+    if settings.hash_mode == "unkeyed":
+        log.warning(
+            "ACCOUNT_RESET_HASH_MODE=unkeyed: the dashboard has no dashboardEncryptionKey, so its"
+            " username, reset-code and session hashes are unkeyed (anyone who reads the database"
+            " can test guesses offline); set a key in the dashboard and HASH_KEY here"
+        )
+
+
+def dashboard_bookkeeping(
+    settings: Settings, cache_client: redis.Redis | None
+) -> DashboardBookkeeping:
+    metrics_url = settings.dashboard_metrics_url
+    return DashboardBookkeeping(
+        cache=DashboardCache(cache_client),
+        metrics_store=settings.dashboard_metrics,
+        metrics_client=redis.Redis.from_url(metrics_url) if metrics_url else None,
+        zone=ZoneInfo(settings.dashboard_timezone),
+        marker_ttl_s=(settings.outcome_retention_days + 1) * 24 * 3600,
+    )
+
+
 def rule_deps(settings: Settings, client: redis.Redis) -> RuleDeps:
     ttl = settings.code_ttl_seconds
     return RuleDeps(
-        hasher=Hasher(
-            key=settings.hash_key.get_secret_value(), bcrypt_rounds=settings.bcrypt_rounds
-        ),
+        hasher=hasher(settings),
         attempts=CodeAttempts(
             client=client,
             key_prefix=settings.attempts_key_prefix,
@@ -84,6 +115,7 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     sessions = session_factory(engine)
     cache_client = redis.Redis.from_url(settings.cache_url) if settings.cache_url else None
+    bookkeeping = dashboard_bookkeeping(settings, cache_client)
     events = EventStream(
         client=redis.Redis.from_url(events_url(settings)),
         stream=settings.events_stream,
@@ -99,13 +131,14 @@ def build_runtime(settings: Settings) -> Runtime:
             max_field_length=settings.max_field_length,
         ),
         events=events,
-        cache=DashboardCache(cache_client),
+        dashboard=bookkeeping,
         limits=settings.limits,
         default_appid=settings.appid,
     )
     relay = OutboxRelay(
         sessions=sessions,
         events=events,
+        dashboard=bookkeeping,
         grace=timedelta(seconds=settings.relay_grace_s),
         batch_size=settings.relay_batch_size,
         retention=timedelta(days=settings.outcome_retention_days),

@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
-from worker.bootstrap import broker_url
+from worker.bootstrap import broker_url, warn_of_weak_settings
 from worker.drain_step import DrainOnShutdown
 from worker.health_step import HealthNotes
 from worker.metrics import prepare_multiprocess_dir
@@ -79,6 +79,11 @@ ARGUMENT_QUOTING_LOGGERS = ("celery.pool",)
 JSON_LOG_FIELDS = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
 # The logger that reports refused messages with their whole body.
 CONSUMER_LOGGER = "celery.worker.consumer.consumer"
+
+
+@worker_init.connect
+def _warn_of_weak_settings(**_kwargs: Any) -> None:
+    warn_of_weak_settings(get_settings())
 
 
 @worker_init.connect

@@ -70,13 +70,14 @@ def db() -> None:
     "--wait-seconds", default=60.0, show_default=True, help="How long to wait for the database."
 )
 def upgrade(wait_seconds: float) -> None:
-    """Create or update the worker's tables (leaves the dashboard's tables as they are)."""
+    """Create the worker's table, and the dashboard's where they are missing (as it would)."""
     from worker.database import wait_for_database
     from worker.migrate import upgrade as run_upgrade
 
-    url = get_settings().database_url
+    settings = get_settings()
+    url = settings.database_url
     wait_for_database(url, timeout_s=wait_seconds, on_wait=lambda line: click.echo(line, err=True))
-    run_upgrade(url)
+    run_upgrade(url, appid=settings.appid)
     click.echo("database is at the latest revision", err=True)
 
 
@@ -218,11 +219,17 @@ def redis_acl(prefix: str) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option(
+    "--database-url",
+    default=None,
+    help="Run on this database (a dashboard's: demo accounts are added) instead of a new SQLite"
+    " file. Hashes follow ACCOUNT_RESET_HASH_MODE / _HASH_KEY, the appid ACCOUNT_RESET_APPID.",
+)
+def demo(database_url: str | None) -> None:
     """Every seed scenario through an embedded Redis, a real worker and SQLite."""
     from worker.demo import run_demo
 
-    run_demo(Console(width=max(Console().width, DEMO_WIDTH)))
+    run_demo(Console(width=max(Console().width, DEMO_WIDTH)), database_url=database_url)
 
 
 if __name__ == "__main__":

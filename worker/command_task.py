@@ -115,6 +115,8 @@ class CommandTask(Task[Any, str]):
         parts = runtime()
         recorded = parts.processor.recorded_outcome(command_id, command=self.name)
         if recorded is not None:
+            # Left unmarked, as it is: the relay publishes it again, books kept or not.
+            parts.processor.dashboard.kept_after_commit(recorded)
             parts.processor.events.publish(recorded)
             return
         exhausted = isinstance(exc, RetriesExhausted)

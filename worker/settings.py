@@ -6,11 +6,13 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import CommandLimits
+from worker.hashing import UNSET_KEY_IN_JAVASCRIPT
 from worker.sealing import Sealer
 
 DEVELOPMENT_HASH_KEY = "development-only-hash-key"
@@ -41,9 +43,19 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///account-reset.db"
     db_pool_size: int = Field(default=2, ge=1)
 
-    # Hashes shared with the dashboard (its `dashboardEncryptionKey`).
+    # Hashes shared with the dashboard. keyed: HASH_KEY is its `dashboardEncryptionKey`, which
+    # the application embedding the dashboard sets. unkeyed: a stock dashboard that sets none
+    # (lookups hashed with the text "undefined", passwords with no key); HASH_KEY must be unset.
+    hash_mode: Literal["keyed", "unkeyed"] = "keyed"
     hash_key: SecretStr = SecretStr(DEVELOPMENT_HASH_KEY)
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+
+    # The dashboard's own bookkeeping: where it counts `resetcodes-used` (its `metrics` table,
+    # its Redis metrics hashes with STORAGE_METRICS=redis, or nowhere with DISABLE_METRICS),
+    # and the time zone of its Node process, whose local date names the day counted.
+    dashboard_metrics: Literal["database", "redis", "off"] = "database"
+    dashboard_metrics_url: str | None = None
+    dashboard_timezone: str = "UTC"
 
     # The dashboard's length rules.
     min_username_length: int = Field(default=6, ge=1)
@@ -123,6 +135,41 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _hash_mode_matches_key(self) -> Settings:
+        key = self.hash_key.get_secret_value()
+        if self.hash_mode == "unkeyed" and "hash_key" in self.model_fields_set:
+            raise ValueError(
+                "ACCOUNT_RESET_HASH_MODE=unkeyed is a dashboard without a key: unset"
+                " ACCOUNT_RESET_HASH_KEY, or set ACCOUNT_RESET_HASH_MODE=keyed"
+            )
+        if self.hash_mode == "keyed" and key in ("", UNSET_KEY_IN_JAVASCRIPT):
+            raise ValueError(
+                "ACCOUNT_RESET_HASH_KEY is empty or 'undefined', which is a dashboard without a"
+                " key: set ACCOUNT_RESET_HASH_MODE=unkeyed and unset ACCOUNT_RESET_HASH_KEY"
+            )
+        return self
+
+    @field_validator("dashboard_timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "ACCOUNT_RESET_DASHBOARD_TIMEZONE must be an IANA time zone such as UTC"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _redis_metrics_need_a_url(self) -> Settings:
+        if self.dashboard_metrics == "redis" and not self.dashboard_metrics_url:
+            raise ValueError(
+                "ACCOUNT_RESET_DASHBOARD_METRICS=redis needs ACCOUNT_RESET_DASHBOARD_METRICS_URL"
+                " (the dashboard's STORAGE_METRICS_REDIS_URL)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sealing_needs_a_key(self) -> Settings:
         if self.require_sealed and self.payload_key is None:
             raise ValueError("ACCOUNT_RESET_REQUIRE_SEALED needs ACCOUNT_RESET_PAYLOAD_KEY")
@@ -140,11 +187,19 @@ class Settings(BaseSettings):
     def _refuse_development_secrets(self) -> Settings:
         if self.environment != "development":
             key = self.hash_key.get_secret_value()
-            if not key or key == DEVELOPMENT_HASH_KEY:
-                raise ValueError("ACCOUNT_RESET_HASH_KEY must be set outside development")
+            if self.hash_mode == "keyed" and key == DEVELOPMENT_HASH_KEY:
+                raise ValueError(
+                    "ACCOUNT_RESET_HASH_KEY must be set outside development (or, for a dashboard"
+                    " without a key, ACCOUNT_RESET_HASH_MODE=unkeyed)"
+                )
             if self.broker_url is None:
                 raise ValueError("ACCOUNT_RESET_BROKER_URL must be set outside development")
         return self
+
+    @property
+    def dashboard_key(self) -> str:
+        """The key the dashboard hashes with; "" for a stock dashboard (see worker/hashing.py)."""
+        return "" if self.hash_mode == "unkeyed" else self.hash_key.get_secret_value()
 
     @property
     def limits(self) -> CommandLimits:

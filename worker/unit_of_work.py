@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from types import TracebackType
+from typing import cast
 
-from sqlalchemy import Update, delete, select, update
+from sqlalchemy import Executable, Table, Update, delete, func, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import CommandOutcome
-from worker.models import Account, OutcomeRecord, ResetCode
+from worker.models import Account, Metric, OutcomeRecord, ResetCode
 
 
 def mark_published_now(
@@ -32,6 +34,24 @@ def _published(event_ids: list[str], published_at: datetime) -> Update:
         update(OutcomeRecord)
         .where(OutcomeRecord.event_id.in_(event_ids), OutcomeRecord.published_at.is_(None))
         .values(published_at=published_at)
+    )
+
+
+def _metric_upsert(session: Session, appid: str, metricid: str, now: datetime) -> Executable:
+    table = cast(Table, Metric.__table__)
+    row = {"metricid": metricid, "appid": appid, "value": 1, "createdAt": now, "updatedAt": now}
+    counted = {
+        "appid": appid,
+        "value": func.coalesce(table.c.value, 0) + 1,
+        "updatedAt": now,
+    }
+    dialect = session.get_bind().dialect.name
+    if dialect in ("mysql", "mariadb"):
+        mysql_insert = mysql.insert(table).values(row)
+        return mysql_insert.on_duplicate_key_update(counted)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table).values(row).on_conflict_do_update(index_elements=["metricid"], set_=counted)
     )
 
 
@@ -94,6 +114,14 @@ class UnitOfWork:
         self.session.execute(
             delete(ResetCode).where(ResetCode.accountid == accountid, ResetCode.appid == appid)
         )
+
+    def count_dashboard_metric(self, *, appid: str, metricids: list[str], now: datetime) -> None:
+        """The dashboard's `Metric.upsert` then `Metric.increment`, one statement per counter.
+
+        Its `metricid` alone is the key: the upsert takes the row over for this appid.
+        """
+        for metricid in metricids:
+            self.session.execute(_metric_upsert(self.session, appid, metricid, now))
 
     # Outcomes (the worker's own table).
 

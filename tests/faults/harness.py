@@ -85,7 +85,7 @@ class CommandStream:
         events = [e for e in stream_outcomes(client, self.stream) if e.command_id in ids]
         per_command = _event_ids(events)
         expected = Counter(self.account_of.values())
-        applied = {a: seeder.load(a).session_key_number - 1 for a in self.accounts}
+        applied = {a: (seeder.load(a).session_key_number or 0) - 1 for a in self.accounts}
         figures = {
             "sent": len(ids),
             "applied": sum(applied.values()),

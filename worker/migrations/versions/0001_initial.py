@@ -1,4 +1,4 @@
-"""The dashboard's tables where they are missing, and the worker's outcomes table.
+"""The worker's outcomes table.
 
 Revision ID: 0001
 Revises:
@@ -11,69 +11,23 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
-DASHBOARD_TABLES = ("accounts", "resetCodes")
-
 
 def _timestamp(name: str, *, nullable: bool = True) -> sa.Column[datetime]:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
-
-
-def _create_accounts() -> None:
-    op.create_table(
-        "accounts",
-        sa.Column("accountid", sa.String(64), primary_key=True),
-        sa.Column("appid", sa.String(255), nullable=False),
-        sa.Column("profileid", sa.String(64)),
-        sa.Column("usernameHash", sa.String(255)),
-        sa.Column("passwordHash", sa.String(255)),
-        sa.Column("sessionKey", sa.String(255)),
-        sa.Column("sessionKeyNumber", sa.Integer, nullable=False, server_default="1"),
-        *(
-            _timestamp(name)
-            for name in (
-                "sessionKeyLastResetAt",
-                "deletedAt",
-                "lastSignedInAt",
-                "resetCodeLastCreatedAt",
-                "resetCodeLastUsedAt",
-                "ownerSince",
-                "administratorSince",
-                "usernameLastChangedAt",
-                "passwordLastChangedAt",
-            )
-        ),
-        _timestamp("createdAt", nullable=False),
-        _timestamp("updatedAt", nullable=False),
-    )
-    op.create_index("accounts_appid_usernameHash", "accounts", ["appid", "usernameHash"])
-
-
-def _create_reset_codes() -> None:
-    op.create_table(
-        "resetCodes",
-        sa.Column("codeid", sa.String(64), primary_key=True),
-        sa.Column("appid", sa.String(255), nullable=False),
-        sa.Column("accountid", sa.String(64), nullable=False),
-        sa.Column("secretCodeHash", sa.String(255), nullable=False),
-        _timestamp("createdAt", nullable=False),
-        _timestamp("updatedAt", nullable=False),
-    )
-    op.create_index("resetCodes_accountid_appid", "resetCodes", ["accountid", "appid"])
+    # Microseconds on MariaDB/MySQL too, whose plain DATETIME keeps whole seconds.
+    precise = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    return sa.Column(name, precise, nullable=nullable)
 
 
 def upgrade() -> None:
-    existing = set(sa.inspect(op.get_bind()).get_table_names())
-    # On the dashboard's own database these exist already: leave them exactly as they are.
-    if "accounts" not in existing:
-        _create_accounts()
-    if "resetCodes" not in existing:
-        _create_reset_codes()
+    # The dashboard's tables are revision 0002's (as Sequelize creates them). Until 0002, this
+    # revision created them in a shape of its own, which 0002 repairs where it finds it.
     op.create_table(
         "account_reset_outcomes",
         sa.Column("command_id", sa.String(200), primary_key=True),
