@@ -163,10 +163,13 @@ def in_process_processor(
     )
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A migrated PostgreSQL database of its own, for what only PostgreSQL can show."""
-    with postgres_database(_postgres_url_or_skip()) as url:
+@pytest.fixture(scope="session", params=["postgresql", "mariadb"])
+def server_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database on a server with row locks and several writers at once (PostgreSQL,
+    MariaDB's InnoDB), for races and several nodes."""
+    with backend_database(request.param, tmp_path_factory.mktemp("db")) as url:
         upgrade(url)
         yield url
 

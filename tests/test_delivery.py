@@ -1,6 +1,7 @@
 """Delivery guarantees with real worker nodes: duplicates, races, scale-out and a deploy.
 
-Two `celery worker` processes with their own node names share one queue on PostgreSQL.
+Two `celery worker` processes with their own node names share one queue, on PostgreSQL and on
+MariaDB.
 """
 
 from __future__ import annotations
@@ -38,20 +39,20 @@ DEADLINE_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def pg_seeder(postgres_url: str, hasher: Hasher) -> Iterator[Seeder]:
-    seeder = Seeder(postgres_url, hasher)
+def server_seeder(server_database_url: str, hasher: Hasher) -> Iterator[Seeder]:
+    seeder = Seeder(server_database_url, hasher)
     yield seeder
     seeder.engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def two_nodes(
-    redis_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str, server_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[WorkerProcess]]:
     """Two nodes, one pool process each, so two messages in flight are on different nodes."""
     env = worker_env(
         redis_url=redis_url,
-        database_url=postgres_url,
+        database_url=server_database_url,
         ACCOUNT_RESET_WORKER_CONCURRENCY="1",
         ACCOUNT_RESET_DB_LOCK_TIMEOUT_S="30",
     )
@@ -111,12 +112,12 @@ def events_of(client: redis.Redis, node: WorkerProcess) -> list[CommandOutcome]:
 
 
 def test_two_password_resets_racing_with_one_code_on_two_nodes(
-    two_nodes: list[WorkerProcess], pg_seeder: Seeder, redis_client: redis.Redis
+    two_nodes: list[WorkerProcess], server_seeder: Seeder, redis_client: redis.Redis
 ) -> None:
-    user = pg_seeder.account()
-    code = pg_seeder.code(user)
+    user = server_seeder.account()
+    code = server_seeder.code(user)
     passwords = [unique("pw-a")[:20], unique("pw-b")[:20]]
-    ids = sent_behind_row_lock(pg_seeder, user.accountid, lambda: [
+    ids = sent_behind_row_lock(server_seeder, user.accountid, lambda: [
         send(redis_client, two_nodes[0], "reset-account-password",
              username=user.username, **{"new-password": pw, "secret-code": code})
         for pw in passwords
@@ -127,21 +128,21 @@ def test_two_password_resets_racing_with_one_code_on_two_nodes(
     print(f"\nrace: {results}")
     assert sorted(results.values()) == ["invalid-reset-code", "success"]
     winner = passwords[[results[i] for i in ids].index("success")]
-    account = pg_seeder.load(user.accountid)
-    assert pg_seeder.hasher.password_matches(winner, account.password_hash or "")
+    account = server_seeder.load(user.accountid)
+    assert server_seeder.hasher.password_matches(winner, account.password_hash or "")
     assert account.session_key_number == 2
-    assert pg_seeder.codes_of(user.accountid) == 0
+    assert server_seeder.codes_of(user.accountid) == 0
     assert [processed_by(node, i) for node in two_nodes for i in ids].count(True) == 2
     assert all(any(processed_by(node, i) for i in ids) for node in two_nodes)
 
 
 def test_wrong_codes_from_two_nodes_are_counted_once_each(
-    two_nodes: list[WorkerProcess], pg_seeder: Seeder, redis_client: redis.Redis
+    two_nodes: list[WorkerProcess], server_seeder: Seeder, redis_client: redis.Redis
 ) -> None:
     """Twelve guesses at one account, spread over two nodes: five are checked, the rest refused
     unchecked, and after them even the right code is refused."""
-    user = pg_seeder.account()
-    code = pg_seeder.code(user)
+    user = server_seeder.account()
+    code = server_seeder.code(user)
     guesses = [
         send(redis_client, two_nodes[0], "reset-account-password", username=user.username,
              **{"new-password": "guessed-password", "secret-code": f"guess-{i}"})
@@ -159,14 +160,14 @@ def test_wrong_codes_from_two_nodes_are_counted_once_each(
     assert codes == Counter({"invalid-reset-code": 5, "too-many-attempts": 7})
     assert refused.code == "too-many-attempts"
     assert all(by_node)
-    assert pg_seeder.codes_of(user.accountid) == 1
+    assert server_seeder.codes_of(user.accountid) == 1
 
 
 def test_two_commands_for_one_account_on_two_nodes_both_apply(
-    two_nodes: list[WorkerProcess], pg_seeder: Seeder, redis_client: redis.Redis
+    two_nodes: list[WorkerProcess], server_seeder: Seeder, redis_client: redis.Redis
 ) -> None:
-    user = pg_seeder.account()
-    ids = sent_behind_row_lock(pg_seeder, user.accountid, lambda: [
+    user = server_seeder.account()
+    ids = sent_behind_row_lock(server_seeder, user.accountid, lambda: [
         send(redis_client, two_nodes[0], "reset-session-key",
              accountid=user.accountid, requester_accountid=user.accountid)
         for _ in range(2)
@@ -174,14 +175,14 @@ def test_two_commands_for_one_account_on_two_nodes_both_apply(
     found = two_nodes[0].outcomes(redis_client, set(ids))
 
     assert {found[i].status for i in ids} == {"success"}
-    assert pg_seeder.load(user.accountid).session_key_number == 3
+    assert server_seeder.load(user.accountid).session_key_number == 3
     assert all(any(processed_by(node, i) for i in ids) for node in two_nodes)
 
 
 def test_duplicate_deliveries_and_producer_resends_apply_once(
-    two_nodes: list[WorkerProcess], pg_seeder: Seeder, redis_client: redis.Redis
+    two_nodes: list[WorkerProcess], server_seeder: Seeder, redis_client: redis.Redis
 ) -> None:
-    user = pg_seeder.account()
+    user = server_seeder.account()
     queue = two_nodes[0].env["ACCOUNT_RESET_QUEUE"]
     kwargs = {"accountid": user.accountid, "requester_accountid": user.accountid}
     # The same message delivered twice (a redelivery), and one command_id sent three times.
@@ -203,13 +204,13 @@ def test_duplicate_deliveries_and_producer_resends_apply_once(
     per_command = Counter((e.command_id, e.event_id) for e in events)
     print(f"\nduplicates: sent 5 deliveries of 2 commands, events {dict(per_command)}")
     assert sorted(per_command.values()) == [2, 3]  # one event_id per command, repeated
-    assert pg_seeder.load(user.accountid).session_key_number == 3
+    assert server_seeder.load(user.accountid).session_key_number == 3
 
 
 def test_two_nodes_share_one_queue_and_apply_each_command_once(
-    two_nodes: list[WorkerProcess], pg_seeder: Seeder, redis_client: redis.Redis
+    two_nodes: list[WorkerProcess], server_seeder: Seeder, redis_client: redis.Redis
 ) -> None:
-    accounts = [pg_seeder.account() for _ in range(20)]
+    accounts = [server_seeder.account() for _ in range(20)]
     plan = [random.choice(accounts) for _ in range(200)]  # not security
     ids = [
         send(redis_client, two_nodes[0], "reset-session-key",
@@ -226,19 +227,23 @@ def test_two_nodes_share_one_queue_and_apply_each_command_once(
     assert all(count > 0 for count in per_node)
     assert sum(per_node) == len(ids)
     for account, count in Counter(a.accountid for a in plan).items():
-        assert pg_seeder.load(account).session_key_number == 1 + count
+        assert server_seeder.load(account).session_key_number == 1 + count
 
 
 def test_a_deploy_sigterm_mid_stream_loses_and_repeats_nothing(
-    redis_url: str, postgres_url: str, pg_seeder: Seeder, redis_client: redis.Redis, tmp_path: Path
+    redis_url: str,
+    server_database_url: str,
+    server_seeder: Seeder,
+    redis_client: redis.Redis,
+    tmp_path: Path,
 ) -> None:
     """Running tasks finish and are acknowledged, reserved ones go back at once. The
     visibility timeout is set far beyond the deadline, so nothing may rely on redelivery."""
     env = worker_env(
-        redis_url=redis_url, database_url=postgres_url,
+        redis_url=redis_url, database_url=server_database_url,
         ACCOUNT_RESET_VISIBILITY_TIMEOUT_S="600", ACCOUNT_RESET_PREFETCH_MULTIPLIER="4",
     )  # fmt: skip
-    accounts = [pg_seeder.account() for _ in range(10)]
+    accounts = [server_seeder.account() for _ in range(10)]
     plan = [accounts[i % len(accounts)] for i in range(300)]
     worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
     try:
@@ -267,7 +272,7 @@ def test_a_deploy_sigterm_mid_stream_loses_and_repeats_nothing(
     assert repeats <= int(env["ACCOUNT_RESET_WORKER_CONCURRENCY"])
     assert {e.command_id for e in events} == set(ids)
     for account, count in Counter(a.accountid for a in plan).items():
-        assert pg_seeder.load(account).session_key_number == 1 + count
+        assert server_seeder.load(account).session_key_number == 1 + count
     redis_client.delete(env["ACCOUNT_RESET_EVENTS_STREAM"])
 
 

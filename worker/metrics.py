@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -74,8 +75,19 @@ def remove_multiprocess_dir() -> None:
         shutil.rmtree(_made_here.pop(), ignore_errors=True)
 
 
+_creating = threading.Lock()
+
+
 @cache
 def metrics() -> Metrics:
+    # Made once per process; the lock keeps two threads' first calls (a threads pool, the
+    # relay) from registering the same series twice.
+    with _creating:
+        return _made_once()
+
+
+@cache
+def _made_once() -> Metrics:
     return Metrics()
 
 
