@@ -163,6 +163,14 @@ def in_process_processor(
     )
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of its own, for what only PostgreSQL can show."""
+    with postgres_database(_postgres_url_or_skip()) as url:
+        upgrade(url)
+        yield url
+
+
 @pytest.fixture(scope="session", params=["postgresql", "mariadb"])
 def server_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
