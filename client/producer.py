@@ -56,6 +56,12 @@ class AccountResetClient:
         payload = {"accountid": accountid, "requester_accountid": requester_accountid or accountid}
         return self.send("reset-session-key", payload, appid=appid, command_id=command_id)
 
+    def queue_of(self, command: str) -> str:
+        """Session revocations go to their own queue when there is one."""
+        if command == "reset-session-key" and self.settings.sessions_queue:
+            return self.settings.sessions_queue
+        return self.settings.queue
+
     def reset_account_password(
         self,
         *,
@@ -85,7 +91,7 @@ class AccountResetClient:
         self._app.send_task(
             command,
             kwargs=message,
-            queue=self.settings.queue,
+            queue=self.queue_of(command),
             task_id=command_id,
             argsrepr="()",
             kwargsrepr=redacted_kwargs(message),

@@ -13,6 +13,9 @@ class ClientSettings(BaseSettings):
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     queue: str = "account-reset"
+    # Set: reset-session-key goes to this queue, which nodes of its own consume (the worker's
+    # ACCOUNT_RESET_SESSIONS_QUEUE); unset, to QUEUE with everything else.
+    sessions_queue: str | None = None
     # Where the worker publishes outcomes (the broker's Redis unless another is named).
     events_url: str | None = None
     events_stream: str = "account-reset:events"

@@ -50,9 +50,12 @@ class WorkerProcess:
     nodename: str = field(default_factory=lambda: unique("test") + "@" + socket.gethostname())
 
     def start(self, *extra: str) -> WorkerProcess:
+        # A sessions node consumes the sessions queue (what `account-reset worker --sessions` does).
+        sessions = self.env.get("ACCOUNT_RESET_NODE_ROLE") == "sessions"
+        queue = self.env["ACCOUNT_RESET_SESSIONS_QUEUE" if sessions else "ACCOUNT_RESET_QUEUE"]
         self.argv = [
             sys.executable, "-m", "celery", "-A", "worker", "worker",
-            f"--queues={self.env['ACCOUNT_RESET_QUEUE']}",
+            f"--queues={queue}",
             f"--hostname={self.nodename}",
             "--loglevel=DEBUG", "--without-gossip", "--without-mingle",
             *extra,

@@ -24,7 +24,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport": "worker.redis_transport:Transport",
         "broker_transport_options": transport_options(settings),
         "broker_connection_retry_on_startup": True,
-        "task_default_queue": settings.queue,
+        "task_default_queue": settings.consumed_queue,
         "task_create_missing_queues": True,
         # JSON over message protocol 2; pickle is never accepted.
         "task_protocol": 2,
@@ -67,9 +67,11 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "priority_steps": [0],
         # The queue's own bookkeeping keys, next to it: deployments sharing a Redis stay apart,
         # and one ACL key pattern (`<queue>:*`) covers them (worker/redis_acl.py).
-        "unacked_key": f"{settings.queue}:unacked",
-        "unacked_index_key": f"{settings.queue}:unacked_index",
-        "unacked_mutex_key": f"{settings.queue}:unacked_mutex",
+        "unacked_key": f"{settings.consumed_queue}:unacked",
+        "unacked_index_key": f"{settings.consumed_queue}:unacked_index",
+        "unacked_mutex_key": f"{settings.consumed_queue}:unacked_mutex",
+        # The whole raw entry is capped before it is parsed (worker/redis_transport.py).
+        "max_entry_bytes": settings.max_entry_bytes,
     }
 
 

@@ -37,9 +37,18 @@ main.add_command(client_cli.events)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option(
+    "--sessions",
+    is_flag=True,
+    help="Consume ACCOUNT_RESET_SESSIONS_QUEUE only, and only reset-session-key.",
+)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(celery_args: tuple[str, ...]) -> None:
+def worker(sessions: bool, celery_args: tuple[str, ...]) -> None:
     """Start a worker; any further options go to `celery worker` (e.g. --concurrency=4)."""
+    if sessions:
+        # Before the settings are first read, here and in every pool process.
+        os.environ["ACCOUNT_RESET_NODE_ROLE"] = "sessions"
+        get_settings.cache_clear()
     from worker.bootstrap import broker_url
     from worker.celery_app import app
 
@@ -51,7 +60,7 @@ def worker(celery_args: tuple[str, ...]) -> None:
         os.environ["ACCOUNT_RESET_BROKER_URL"] = url
     argv = [
         "worker",
-        f"--queues={settings.queue}",
+        f"--queues={settings.consumed_queue}",
         f"--loglevel={settings.log_level}",
         "--without-gossip",
         "--without-mingle",

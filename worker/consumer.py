@@ -16,11 +16,12 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 from typing_extensions import override
 
-from schemas import COMMANDS, CommandOutcome, ExceptionCode
+from schemas import COMMANDS, CommandOutcome, ExceptionCode, ResetSessionKey
 from worker.bootstrap import runtime
 from worker.dead_letters import Reason, sealed_letter
 from worker.message_guard import MessageTooLarge
 from worker.processing import command_id_of
+from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,17 @@ COMMAND_NAMES = frozenset(COMMANDS)
 
 
 class DeadLetteringConsumer(Consumer):
+    @override
+    def update_strategies(self) -> None:
+        """Only the two commands run. Celery's built-in tasks (`celery.accumulate`, `celery.map`,
+        `celery.chord_unlock`, ...) are registered in every app; a message naming one is an
+        unknown task here, dead-lettered like any other."""
+        super().update_strategies()
+        strategies: dict[str, Any] = self.strategies  # type: ignore[attr-defined]  # no stub
+        for name in list(strategies):
+            if name not in node_commands():
+                del strategies[name]
+
     @override
     def on_unknown_message(self, body: Any, message: Any) -> None:
         self._dead_letter(message, Reason.INVALID_MESSAGE, "no task name in the headers")
@@ -40,15 +52,19 @@ class DeadLetteringConsumer(Consumer):
 
     @override
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        # The entry is within MAX_ENTRY_BYTES (worker/redis_transport.py), so reading its body
+        # for the producer's command_id costs a bounded amount, even when it is over the body
+        # limit; a body that is not JSON has none, and the answer goes under the task id.
+        kwargs = None if isinstance(exc, ContentDisallowed) else _kwargs(message)
         if isinstance(exc, MessageTooLarge):
-            self._dead_letter(message, Reason.TOO_LARGE, str(exc))
+            self._dead_letter(message, Reason.TOO_LARGE, str(exc), kwargs=kwargs)
         elif isinstance(exc, ContentDisallowed):
             refused = f"content type {str(message.content_type)[:100]!r} is not accepted"
             self._dead_letter(message, Reason.INVALID_MESSAGE, refused)
         elif isinstance(exc, InvalidTaskError):
-            self._dead_letter(message, Reason.INVALID_MESSAGE, str(exc))
+            self._dead_letter(message, Reason.INVALID_MESSAGE, str(exc), kwargs=kwargs)
         else:
-            self._dead_letter(message, Reason.INVALID_MESSAGE, type(exc).__name__)
+            self._dead_letter(message, Reason.INVALID_MESSAGE, type(exc).__name__, kwargs=kwargs)
         super().on_invalid_task(body, message, exc)
 
     @override
@@ -90,11 +106,19 @@ class DeadLetteringConsumer(Consumer):
             )
 
 
+def node_commands() -> frozenset[str]:
+    """The commands this node runs: a sessions node runs revocations alone, so a password
+    reset (bcrypt) sent to its queue cannot hold one up; it is dead-lettered, retryable."""
+    if get_settings().node_role == "sessions":
+        return frozenset({ResetSessionKey.name})
+    return COMMAND_NAMES
+
+
 def _kwargs(message: Any) -> Any:
     """The keyword arguments of a decodable protocol 2 body, else None."""
     try:
         body = message.decode()
-    except Exception:  # any body that does not decode has no kwargs to keep
+    except (Exception, RecursionError):  # any body that does not decode has no kwargs to keep
         return None
     if isinstance(body, list | tuple) and len(body) == 3 and isinstance(body[1], dict):
         return body[1]

@@ -1,22 +1,39 @@
 """Checks a message passes before Celery builds a task request from it.
 
 Celery's own checks stop undecodable bodies and refused content types; these stop what would
-otherwise reach the task and fail there: an oversized body, and a body that is not protocol
-2's `[args, kwargs, embed]` with kwargs an object. The consumer dead-letters what they refuse.
+otherwise reach the task, or steer the worker, from a message a producer wrote:
+
+- an oversized body, and a body that is not protocol 2's `[args, kwargs, embed]`;
+- anything attached to the command: callbacks, errbacks, a chain or a chord (the worker would
+  send tasks where the message says), a group;
+- headers that change how or when the command runs: `eta` (a security command runs now; only
+  the worker's own retry, a few seconds ahead, may wait), `expires`, `timelimit`, `shadow`, a
+  `retries` count beyond the worker's own.
+
+The consumer dead-letters what they refuse and answers a command with `invalid-payload`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import InvalidTaskError
 from celery.worker.strategy import default
 
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
 
 StrategyHandler = Callable[..., Any]
+
+# How far ahead the worker's own retry may be scheduled, beyond its backoff cap (clock skew).
+RETRY_ETA_ALLOWANCE_S = 5.0
+MAX_TASK_ID_LENGTH = 200
+EMBEDDED = ("callbacks", "errbacks", "chain", "chord")
+# Headers that must be absent or empty: each would have the worker do more than the command.
+NOT_ALLOWED = ("expires", "shadow", "group", "group_index", "stamped_headers", "stamps")
+TEXT_HEADERS = ("root_id", "parent_id", "origin", "lang", "argsrepr", "kwargsrepr")
 
 
 class MessageTooLarge(InvalidTaskError):
@@ -27,10 +44,15 @@ class MalformedBody(InvalidTaskError):
     """A body that decodes but is not a protocol 2 task body with keyword arguments."""
 
 
-def check_message(message: Any, *, max_bytes: int) -> None:
+class RefusedHeaders(InvalidTaskError):
+    """Headers that would steer the worker: attachments, a schedule, limits, another name."""
+
+
+def check_message(message: Any, *, max_bytes: int, settings: Settings | None = None) -> None:
     size = len(message.body or b"")
     if size > max_bytes:
         raise MessageTooLarge(f"body of {size} bytes is over the limit of {max_bytes}")
+    check_headers(message.headers, settings or get_settings())
     body = message.payload  # Celery's decoder: refuses content types other than JSON
     if not (isinstance(body, list | tuple) and len(body) == 3):
         raise MalformedBody("body is not [args, kwargs, embed]")
@@ -41,15 +63,75 @@ def check_message(message: Any, *, max_bytes: int) -> None:
         raise MalformedBody("kwargs is not an object")
     if not isinstance(embed, dict | None):
         raise MalformedBody("embed is not an object")
+    attached = [name for name in EMBEDDED if (embed or {}).get(name)]
+    if attached:
+        raise RefusedHeaders(f"the command carries {', '.join(attached)}: nothing may be attached")
+
+
+def check_headers(headers: Any, settings: Settings) -> None:
+    if not isinstance(headers, dict):
+        raise RefusedHeaders("headers are not an object")
+    task_id = headers.get("id")
+    if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_TASK_ID_LENGTH:
+        raise RefusedHeaders(f"the task id is not text of 1 to {MAX_TASK_ID_LENGTH} characters")
+    present = [name for name in NOT_ALLOWED if headers.get(name) not in (None, [], {})]
+    if present:
+        raise RefusedHeaders(f"header {present[0]} is not accepted")
+    if any(not isinstance(headers.get(name), str | None) for name in TEXT_HEADERS):
+        raise RefusedHeaders("a header that names or describes the task is not text")
+    _check_timelimit(headers.get("timelimit"))
+    retries = headers.get("retries", 0)
+    if retries is None:
+        retries = 0
+    if type(retries) is not int or not 0 <= retries <= settings.max_retries:
+        raise RefusedHeaders(f"header retries is not a count from 0 to {settings.max_retries}")
+    if headers.get("eta") is not None:
+        _check_eta(headers["eta"], retries, settings)
+
+
+def _check_timelimit(timelimit: Any) -> None:
+    """A producer's time limit would kill the pool process mid-transaction."""
+    if timelimit is None:
+        return
+    if not isinstance(timelimit, list | tuple) or any(limit is not None for limit in timelimit):
+        raise RefusedHeaders("header timelimit is not accepted")
+
+
+def _check_eta(eta: Any, retries: int, settings: Settings) -> None:
+    """Only the worker's own retry is scheduled, and never further than its backoff cap."""
+    latest = settings.retry_backoff_max_s + RETRY_ETA_ALLOWANCE_S
+    try:
+        when = datetime.fromisoformat(eta) if isinstance(eta, str) else None
+    except ValueError:
+        when = None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    ahead = None if when is None else (when - datetime.now(UTC)).total_seconds()
+    if retries == 0 or ahead is None or ahead > latest:
+        raise RefusedHeaders(
+            "header eta is not accepted: a command runs when it arrives (a retry waits at"
+            f" most {latest:.0f} s)"
+        )
+
+
+# What a malformed header does inside Celery's own request building (an eta of the wrong type,
+# a field it indexes): it must not reach the consumer, which would stop.
+REQUEST_BUILDING_FAULTS = (TypeError, ValueError, OverflowError, KeyError, AttributeError,
+                           IndexError, RecursionError)  # fmt: skip
 
 
 def guarded_strategy(task: Task[Any, Any], app: Celery, consumer: Any, **kwargs: Any) -> Any:
     """Celery's default strategy, behind `check_message`."""
     handle = default(task, app, consumer, **kwargs)
-    max_bytes = get_settings().max_message_bytes
+    settings = get_settings()
 
     def task_message_handler(message: Any, *args: Any, **kw: Any) -> Any:
-        check_message(message, max_bytes=max_bytes)
-        return handle(message, *args, **kw)
+        check_message(message, max_bytes=settings.max_message_bytes, settings=settings)
+        try:
+            return handle(message, *args, **kw)
+        except REQUEST_BUILDING_FAULTS as exc:
+            raise MalformedBody(
+                f"Celery could not read the message ({type(exc).__name__})"
+            ) from None
 
     return task_message_handler

@@ -27,7 +27,7 @@ class MetricsStep(bootsteps.StartStopStep):
         if settings.metrics_port is None:
             return
         broker = redis.Redis.from_url(broker_url(settings))
-        queue = settings.queue
+        queue = settings.consumed_queue
 
         def queue_depth() -> dict[str, int]:
             return {queue: int(broker.llen(queue))}

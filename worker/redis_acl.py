@@ -29,13 +29,16 @@ WORKER = [
 
 def acl_rules(settings: Settings) -> dict[str, list[str]]:
     """ACL SETUSER rules per role, without a password."""
-    queue = settings.queue
-    binding = [f"~_kombu.binding.{queue}", f"~_kombu.binding_permanent.{queue}"]
-    # The queue with its reserved list and unacknowledged set, kombu's bindings, Celery's
+    queues = [settings.queue, *([settings.sessions_queue] if settings.sessions_queue else [])]
+    binding = [
+        key for queue in queues
+        for key in (f"~_kombu.binding.{queue}", f"~_kombu.binding_permanent.{queue}")
+    ]  # fmt: skip
+    # The queues with their reserved lists and unacknowledged sets, kombu's bindings, Celery's
     # control queues, then the worker's own keys.
     worker_keys = [
-        f"~{queue}",
-        f"~{queue}:*",
+        *(f"~{queue}" for queue in queues),
+        *(f"~{queue}:*" for queue in queues),
         "~_kombu.*",
         "~*.celery.pidbox",
         f"~{settings.events_stream}",
@@ -43,7 +46,14 @@ def acl_rules(settings: Settings) -> dict[str, list[str]]:
         f"~{settings.attempts_key_prefix}:*",
     ]
     return {
-        "producer": ["-@all", *CONNECT, *PRODUCE, f"~{queue}", *binding, "resetchannels"],
+        "producer": [
+            "-@all",
+            *CONNECT,
+            *PRODUCE,
+            *(f"~{queue}" for queue in queues),
+            *binding,
+            "resetchannels",
+        ],
         "worker": ["-@all", *CONNECT, *WORKER, *worker_keys, "&*"],
         "auditor": ["-@all", *CONNECT, *AUDIT, f"~{settings.events_stream}", "resetchannels"],
     }

@@ -10,6 +10,12 @@ instant: the periodic restore puts it back on the queue. A message is thus alway
 queue, the reserved list or the unacknowledged set. (Consuming several queues, or priority
 sub-queues, falls back to kombu's BRPOP.)
 
+**A queue entry that stops every worker.** Kombu parses each entry whole, of any size, and
+stops the worker on anything but the errors it expects (50,000 nested arrays: RecursionError,
+"Unrecoverable error", and the entry came back at every restore to stop the next worker). Here
+an entry over `max_entry_bytes` is never parsed, and one that fails to parse in any way is not a
+message: both are dead-lettered and dropped, and the worker goes on.
+
 **A lost connection stopping the worker.** When the broker connection is lost, kombu closes
 the channel and puts its unacknowledged messages back on the queue; in kombu 5.7 that step
 needs the connection's details, which are already gone, and the AttributeError stops the
@@ -95,6 +101,9 @@ class Channel(_KombuChannel):  # type: ignore[misc]
     QoS = QoS
     reserved_now: tuple[str, bytes] | None = None
     _single_queue: str | None = None
+    # A whole queue entry (envelope, headers and body) larger than this is refused unread.
+    max_entry_bytes: int = 256 * 1024
+    from_transport_options = (*_KombuChannel.from_transport_options, "max_entry_bytes")
 
     @override
     def _brpop_start(self, timeout: int | None = None) -> None:
@@ -125,9 +134,9 @@ class Channel(_KombuChannel):  # type: ignore[misc]
                 raise
             if not item:
                 raise virtual.Empty()
-            payload = _envelope(item)
+            payload = _envelope(item) if len(item) <= self.max_entry_bytes else None
             if payload is None:
-                _refuse_unreadable(self.client, reserved_key(queue), item)
+                _refuse_unreadable(self.client, reserved_key(queue), item, self.max_entry_bytes)
                 raise virtual.Empty()
             self.reserved_now = (reserved_key(queue), item)
             try:
@@ -159,7 +168,7 @@ def _envelope(item: bytes) -> dict[str, Any] | None:
     """The kombu envelope in `item`, or None when kombu could not make a message of it."""
     try:
         payload = loads(bytes_to_str(item))
-    except ValueError:
+    except (ValueError, RecursionError, MemoryError):  # invalid UTF-8 or JSON; too deep
         return None
     if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
         return None
@@ -176,15 +185,21 @@ def _envelope(item: bytes) -> dict[str, Any] | None:
     return payload
 
 
-def _refuse_unreadable(client: Any, key: str, item: bytes) -> None:
-    """Dead-letter a queue entry that is not a kombu message, then forget it."""
+def _refuse_unreadable(client: Any, key: str, item: bytes, max_entry_bytes: int) -> None:
+    """Dead-letter a queue entry that is not a kombu message, or too large to read, then
+    forget it. Nothing of it is kept: unread, it cannot be told apart from a secret."""
     from worker.bootstrap import runtime  # the worker's parts; the transport loads first
     from worker.dead_letters import Reason, sealed_letter
 
     box = runtime().dead_letters
-    detail = f"a queue entry of {len(item)} bytes that is not a kombu JSON envelope"
+    if len(item) > max_entry_bytes:
+        reason = Reason.TOO_LARGE
+        detail = f"a queue entry of {len(item)} bytes, over the limit of {max_entry_bytes}"
+    else:
+        reason = Reason.UNDECODABLE
+        detail = f"a queue entry of {len(item)} bytes that is not a kombu JSON envelope"
     letter = sealed_letter(
-        reason=Reason.UNDECODABLE, detail=detail, task=None, task_id=None, kwargs=None,
+        reason=reason, detail=detail, task=None, task_id=None, kwargs=None,
         sealer=box.sealer, hostname=None,
     )  # fmt: skip
     letter_id = box.put(letter)

@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     # Broker and queue. No broker URL: an embedded Redis is started (development only).
     broker_url: str | None = None
     queue: str = "account-reset"
+    # Session revocations' own queue, consumed by nodes of their own (`account-reset worker
+    # --sessions`), so that they never wait behind password resets (bcrypt) or junk. Unset:
+    # both commands share QUEUE. Either way QUEUE's nodes still take both commands.
+    sessions_queue: str | None = None
+    # What this node consumes: "all" (QUEUE, both commands) or "sessions" (SESSIONS_QUEUE,
+    # reset-session-key only); set by `account-reset worker --sessions`.
+    node_role: Literal["all", "sessions"] = "all"
     appid: str = "dashboard"
 
     # Result events, on the broker's Redis unless another is named.
@@ -84,8 +91,10 @@ class Settings(BaseSettings):
     # Commands that cannot be processed: poison messages, and faults that outlasted retries.
     dead_letters_key: str = "account-reset:dead-letters"
     dead_letters_maxlen: int = Field(default=100_000, ge=1)
-    # A message body larger than this is dead-lettered unread (a real command is under 4 KiB).
+    # A message body larger than this is dead-lettered unread (a real command is under 4 KiB);
+    # a whole queue entry (envelope and headers too) larger than this is dropped unparsed.
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_entry_bytes: int = Field(default=256 * 1024, ge=4096)
     # Fernet keys, comma-separated, newest first: producers seal secret fields with the first,
     # dead letters are sealed with it, and any of them opens. Unset: sealed fields are refused
     # and a dead letter withholds secret fields instead.
@@ -168,6 +177,32 @@ class Settings(BaseSettings):
                 " (the dashboard's STORAGE_METRICS_REDIS_URL)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _an_entry_holds_its_body(self) -> Settings:
+        # The body is base64 in the entry: 4/3 of its size, and headers besides.
+        if self.max_entry_bytes < self.max_message_bytes * 4 // 3 + 4096:
+            raise ValueError(
+                "ACCOUNT_RESET_MAX_ENTRY_BYTES must exceed 4/3 of ACCOUNT_RESET_MAX_MESSAGE_BYTES"
+                " plus 4096 (a body is base64 in its entry)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _a_sessions_node_needs_its_queue(self) -> Settings:
+        if self.node_role == "sessions" and not self.sessions_queue:
+            raise ValueError("a sessions node (--sessions) needs ACCOUNT_RESET_SESSIONS_QUEUE")
+        if self.sessions_queue is not None and self.sessions_queue == self.queue:
+            raise ValueError("ACCOUNT_RESET_SESSIONS_QUEUE must differ from ACCOUNT_RESET_QUEUE")
+        return self
+
+    @property
+    def consumed_queue(self) -> str:
+        """The one queue this node takes messages from."""
+        if self.node_role == "sessions":
+            assert self.sessions_queue is not None
+            return self.sessions_queue
+        return self.queue
 
     @model_validator(mode="after")
     def _sealing_needs_a_key(self) -> Settings:

@@ -13,7 +13,9 @@ import { createClient } from "redis";
 
 const brokerUrl = process.env.ACCOUNT_RESET_BROKER_URL ?? "redis://127.0.0.1:6379/0";
 const eventsUrl = process.env.ACCOUNT_RESET_EVENTS_URL || brokerUrl;
-const queue = process.env.ACCOUNT_RESET_QUEUE ?? "account-reset";
+const mainQueue = process.env.ACCOUNT_RESET_QUEUE ?? "account-reset";
+// Session revocations' own queue, when the worker has one (ACCOUNT_RESET_SESSIONS_QUEUE).
+const sessionsQueue = process.env.ACCOUNT_RESET_SESSIONS_QUEUE || mainQueue;
 const stream = process.env.ACCOUNT_RESET_EVENTS_STREAM ?? "account-reset:events";
 const payloadKey = process.env.ACCOUNT_RESET_PAYLOAD_KEY?.split(",")[0]?.trim();
 const waitSeconds = Number(process.env.WAIT_SECONDS ?? 30);
@@ -36,7 +38,7 @@ function seal(text, key) {
 const secretField = (text) => (payloadKey ? { sealed: seal(text, payloadKey) } : text);
 
 // A Celery protocol-2 message, JSON body, as the worker's wire contract describes it.
-function taskMessage(task, kwargs) {
+function taskMessage(task, kwargs, queue) {
   const id = kwargs.command_id;
   const body = Buffer.from(JSON.stringify([[], kwargs, {}])).toString("base64");
   return JSON.stringify({
@@ -56,6 +58,7 @@ function taskMessage(task, kwargs) {
 }
 
 const [task, given = "{}"] = process.argv.slice(2);
+const queue = task === "reset-session-key" ? sessionsQueue : mainQueue;
 const kwargs = { command_id: randomUUID(), ...JSON.parse(given) };
 if (task === "reset-account-password") {
   const [code, password] = readFileSync(0, "utf8").split("\n");
@@ -69,7 +72,7 @@ const events = await createClient({ url: eventsUrl }).connect();
 // Where the stream stands now: the command's event comes after this.
 const [newest] = await events.xRevRange(stream, "+", "-", { COUNT: 1 });
 let lastId = newest?.id ?? "0-0";
-await broker.lPush(queue, taskMessage(task, kwargs));
+await broker.lPush(queue, taskMessage(task, kwargs, queue));
 
 const deadline = Date.now() + waitSeconds * 1000;
 let found;
