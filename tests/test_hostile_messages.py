@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,6 +33,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tests.conftest import Seeder
+from tests.faults.harness import pool_children
 from tests.support import (
     TaskEventRecorder,
     WorkerProcess,
@@ -40,6 +44,7 @@ from tests.support import (
 )
 from tests.test_races import wait_until_waiting
 from worker.dead_letters import DeadLetterBox, Reason
+from worker.embedded_redis import free_port
 from worker.hashing import Hasher
 from worker.migrate import upgrade
 from worker.redis_transport import reserved_key
@@ -241,6 +246,58 @@ def test_a_command_runs_when_it_arrives_and_answers_a_steering_header_at_once(
     wait_until_nothing_held(redis_client, queue)  # nothing held back to come again
 
 
+def test_a_restored_message_goes_back_to_its_queue_not_where_its_routing_key_points(
+    redis_url: str, postgres_url: str, hasher: Hasher, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Found in review: kombu restored an unacknowledged message to the key its (producer-
+    written) routing_key named, so a killed worker wrote a producer's message to any key."""
+    seeder = Seeder(postgres_url, hasher)
+    env = worker_env(
+        redis_url=redis_url, database_url=postgres_url,
+        ACCOUNT_RESET_WORKER_CONCURRENCY="1", ACCOUNT_RESET_PREFETCH_MULTIPLIER="2",
+        ACCOUNT_RESET_VISIBILITY_TIMEOUT_S="5", ACCOUNT_RESET_RETRY_BACKOFF_MAX_S="2",
+        ACCOUNT_RESET_RESTORE_INTERVAL_S="1", ACCOUNT_RESET_DB_LOCK_TIMEOUT_S="60",
+    )  # fmt: skip
+    queue, victim = env["ACCOUNT_RESET_QUEUE"], unique("victim-key")
+    blocked, steered = seeder.account(), seeder.account()
+    first, _ = good_command_for(queue, blocked.accountid)
+    hostile = json.loads(good_command_for(queue, steered.accountid)[0])
+    hostile["properties"]["delivery_info"]["routing_key"] = victim
+    node = WorkerProcess(env=env, log_path=tmp_path / "killed.log").start()
+    holder = seeder.engine.connect()
+    try:
+        lock = holder.begin()
+        holder.execute(
+            sa.text("SELECT 1 FROM accounts WHERE accountid = :id FOR UPDATE"),
+            {"id": blocked.accountid},
+        )
+        redis_client.rpush(queue, json.dumps(hostile), first)  # `first` is taken first
+        wait_until_waiting(seeder.engine, 1)
+        deadline = time.monotonic() + DEADLINE_S
+        while redis_client.zcard(f"{queue}:unacked_index") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the steered message is held, unacknowledged
+        assert node.process is not None
+        for pid in pool_children(node):
+            os.kill(pid, signal.SIGKILL)
+        node.process.send_signal(signal.SIGKILL)
+        node.process.wait(timeout=DEADLINE_S)
+        node.process = None
+        lock.rollback()
+        node.start()
+        found = node.outcomes(redis_client, {task_id_of(first), hostile["headers"]["id"]})
+    finally:
+        holder.close()
+        node.stop()
+        seeder.engine.dispose()
+    assert {outcome.status for outcome in found.values()} == {"success"}
+    assert redis_client.exists(victim) == 0
+
+
+def good_command_for(queue: str, accountid: str) -> tuple[str, str]:
+    kwargs = {"accountid": accountid, "requester_accountid": accountid}
+    return raw_protocol2_message("reset-session-key", kwargs, queue), accountid
+
+
 def test_an_oversized_body_is_answered_under_the_producers_command_id(
     redis_client: redis.Redis, worker: WorkerProcess
 ) -> None:
@@ -267,6 +324,7 @@ def test_celery_inspect_shows_no_plaintext_secret(
     )  # fmt: skip
     queue = env["ACCOUNT_RESET_QUEUE"]
     inspector = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
+    flower = _flower(env, tmp_path / "flower.log")
     user = seeder.account()
     secrets = []
     messages = []
@@ -295,20 +353,52 @@ def test_celery_inspect_shows_no_plaintext_secret(
                     "query_task": (first, task_id_of(messages[1])),
                 }.items()
             }  # fmt: skip
+            shown["Flower's worker page"] = _flower_workers(flower[1], inspector.nodename)
             lock.rollback()
             found = inspector.outcomes(redis_client, {task_id_of(m) for m in messages})
     finally:
         holder.close()
         inspector.stop()
+        flower[0].terminate()
+        flower[0].wait(timeout=DEADLINE_S)
         seeder.engine.dispose()
     assert {outcome.code for outcome in found.values()} == {None, "invalid-reset-code"}
     # The views were looked at while one command ran and the other waited behind it.
     assert sum(task_id_of(m) in shown["active"] for m in messages) == 1
     assert sum(task_id_of(m) in shown["reserved"] for m in messages) == 1
+    assert sum(task_id_of(m) in shown["Flower's worker page"] for m in messages) == 2
     assert "[redacted]" in shown["active"]
     for view, text in shown.items():
         for secret in [*secrets, user.username]:
             assert secret not in text, f"{view} shows a secret"
+
+
+def _flower(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
+             "--address=127.0.0.1"],
+            env={**env, "FLOWER_UNAUTHENTICATED_API": "true"}, stdout=out, stderr=out,
+        )  # fmt: skip
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _flower_workers(flower: str, node: str) -> str:
+    """Flower's worker page data (it asks the worker, as `celery inspect` does)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        try:
+            url = f"{flower}/api/workers?refresh=1&workername={node}"
+            with urllib.request.urlopen(url, timeout=20) as response:  # a local URL
+                text = str(response.read().decode())
+            if node in text and '"active"' in text:
+                return text
+        except OSError:
+            pass  # Flower still starting
+        if time.monotonic() > deadline:
+            raise TimeoutError("Flower never showed the worker")
+        time.sleep(0.5)  # polling Flower's API until it is up; the deadline bounds it
 
 
 def _inspect(env: dict[str, str], node: str, view: str, *args: str) -> str:

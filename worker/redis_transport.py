@@ -67,8 +67,9 @@ class QoS(_KombuQoS):  # type: ignore[misc]
             super().append(message, delivery_tag)
             return
         key, item = reserved
-        delivery = message.delivery_info
-        record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        # Restored (a lost worker, a shutdown) to the queue it was taken from: the message's own
+        # delivery_info is the producer's text, and kombu would push it to any key it names.
+        record = dumps([message._raw, "", key.removesuffix(RESERVED_SUFFIX)])
         with self.pipe_or_acquire() as pipe:  # one MULTI: recorded and no longer reserved
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()})
             pipe.hset(self.unacked_key, delivery_tag, record)
