@@ -73,6 +73,7 @@ class WorkerProcess:
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=WORKER_STOP_DEADLINE_S)
         self.process = None
+        Path(self.env.get("ACCOUNT_RESET_HEALTH_FILE", "/nonexistent")).unlink(missing_ok=True)
         return code
 
     def log(self) -> str:

@@ -178,6 +178,7 @@ def test_the_compose_commands_run_a_production_worker(
         flower.wait(timeout=DEADLINE_S)
         client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
         client.close()
+        Path(env["ACCOUNT_RESET_HEALTH_FILE"]).unlink(missing_ok=True)
     assert any(
         line.startswith(b"{") for line in (tmp_path / "worker.log").read_bytes().splitlines()
     )

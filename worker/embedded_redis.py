@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -79,6 +80,12 @@ class EmbeddedRedis:
                 client.close()
 
 
+def _stop_and_remove(server: EmbeddedRedis) -> None:
+    if server.owner_pid == os.getpid():
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -94,6 +101,6 @@ def shared_embedded_redis() -> EmbeddedRedis:
     if _started is None:
         directory = Path(tempfile.mkdtemp(prefix="account-reset-redis-"))
         _started = EmbeddedRedis(port=free_port(), directory=directory).start()
-        atexit.register(_started.stop)
+        atexit.register(_stop_and_remove, _started)
         log.warning("no broker URL set: embedded Redis listening at %s", _started.url)
     return _started

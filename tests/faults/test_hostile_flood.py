@@ -103,7 +103,7 @@ def test_a_flood_of_hostile_entries_between_good_commands(
         by_reason: dict[str, int] = {}
         for letter in letters:
             by_reason[letter.reason.value] = by_reason.get(letter.reason.value, 0) + 1
-        print(f"hostile sent {len(hostile)} of {len(makers)} kinds; dead letters {by_reason}")
+        print(f"hostile sent {len(hostile)} of {len(makers) + 1} kinds; dead letters {by_reason}")
         assert len(letters) == len(hostile) - len(positional)
         answered = wait_for_outcomes(
             redis_client, good.stream, {task_id_of(m) for m in positional}, timeout_s=60
