@@ -12,6 +12,7 @@ Found by an adversarial review (each test names its finding):
 from __future__ import annotations
 
 import base64
+import bz2
 import json
 import os
 import signal
@@ -200,6 +201,86 @@ def test_attached_callbacks_and_builtin_tasks_never_run(
     reasons = sorted(letter.reason for letter in letters(redis_client, worker).all()[before:])
     assert reasons == sorted([Reason.INVALID_MESSAGE] * 4 + [Reason.UNKNOWN_TASK] * 3)
     assert redis_client.llen(target) == 0
+
+
+def _entry(queue: str, change: Any) -> str:
+    message = json.loads(raw_protocol2_message("reset-session-key", {"accountid": "a"}, queue))
+    change(message)
+    return json.dumps(message)
+
+
+def _bomb(message: dict[str, Any]) -> None:
+    """1.5 KB of bz2 that inflates to 1 GB, in kombu's main process, before any size check."""
+    message["headers"]["compression"] = "application/x-bz2"
+    inflated = b"[" + b" " * 10**9 + b"[], {}, {}]"
+    message["body"] = base64.b64encode(bz2.compress(inflated)).decode()
+
+
+# Found by review: each stopped the worker ("Unrecoverable error") before any check ran, with
+# the entry left in Redis to stop the next worker; the bomb held the queue 8 s an entry.
+KOMBU_TYPES = {
+    "body_encoding nope": lambda m: m["properties"].update(body_encoding="nope"),
+    "body_encoding 5": lambda m: m["properties"].update(body_encoding=5),
+    "delivery_tag list": lambda m: m["properties"].update(delivery_tag=[1, 2]),
+    "delivery_tag object": lambda m: m["properties"].update(delivery_tag={"a": 1}),
+    "delivery_tag null": lambda m: m["properties"].update(delivery_tag=None),
+    "task list": lambda m: m["headers"].update(task=["reset-session-key"]),
+    "task object": lambda m: m["headers"].update(task={"a": 1}),
+    "content-type list": lambda m: m.update({"content-type": ["application/json"]}),
+    "content-encoding 7": lambda m: m.update({"content-encoding": 7}),
+    "bz2 bomb": _bomb,
+}
+
+
+@pytest.mark.parametrize("kind", list(KOMBU_TYPES))
+def test_an_envelope_kombu_would_choke_on_is_dead_lettered(
+    kind: str, redis_client: redis.Redis, worker: WorkerProcess, seeder: Seeder
+) -> None:
+    queue = worker.env["ACCOUNT_RESET_QUEUE"]
+    before = len(letters(redis_client, worker).all())
+    redis_client.rpush(queue, _entry(queue, KOMBU_TYPES[kind]))
+    assert_still_serving(redis_client, worker, seeder)
+    new = letters(redis_client, worker).all()[before:]
+    assert [letter.reason for letter in new] == [Reason.UNDECODABLE]
+    wait_until_nothing_held(redis_client, queue)
+
+
+@pytest.mark.parametrize("attachment", ["callbacks", "errbacks", "chain", "chord"])
+def test_attachments_in_the_headers_are_refused_too(
+    attachment: str, redis_client: redis.Redis, worker: WorkerProcess, seeder: Seeder
+) -> None:
+    """Found by review: Celery reads callbacks and chains from the headers too; a command with
+    `headers.callbacks` ran, then the worker itself pushed a task onto the producer's queue."""
+    queue, target = worker.env["ACCOUNT_RESET_QUEUE"], unique("hostile-header-target")
+    user = seeder.account()
+    command_id = unique("attached")
+    callback: dict[str, Any] = {"task": "celery.accumulate", "args": [], "kwargs": {},
+                "options": {"queue": target}, "subtask_type": None, "immutable": True}  # fmt: skip
+    kwargs = {"accountid": user.accountid, "requester_accountid": user.accountid,
+              "command_id": command_id}  # fmt: skip
+    headers = {attachment: callback if attachment == "chord" else [callback]}
+    redis_client.rpush(queue, message_with(queue, kwargs=kwargs, headers=headers))
+    found = worker.outcomes(redis_client, {command_id}, timeout_s=DEADLINE_S)
+    assert found[command_id].code == "invalid-payload"
+    assert seeder.load(user.accountid).session_key_number == 1
+    assert_still_serving(redis_client, worker, seeder)
+    assert redis_client.exists(target, f"_kombu.binding.{target}") == 0
+
+
+def test_headers_celery_does_not_define_are_dropped_not_acted_on(
+    redis_client: redis.Redis, worker: WorkerProcess, seeder: Seeder
+) -> None:
+    """A reply queue, a hostname, a delivery_info in the headers: the command runs as sent."""
+    queue = worker.env["ACCOUNT_RESET_QUEUE"]
+    user = seeder.account()
+    reply = unique("hostile-reply")
+    kwargs = {"accountid": user.accountid, "requester_accountid": user.accountid}
+    headers = {"reply_to": reply, "hostname": "elsewhere", "is_eager": True, "trace": "abc"}
+    message = message_with(queue, kwargs=kwargs, headers=headers)
+    redis_client.rpush(queue, message)
+    found = worker.outcomes(redis_client, {task_id_of(message)}, timeout_s=DEADLINE_S)
+    assert found[task_id_of(message)].status == "success"
+    assert redis_client.exists(reply) == 0
 
 
 @pytest.mark.parametrize(
@@ -448,7 +529,12 @@ def _steering_headers(draw: Any) -> dict[str, Any]:
 
 @st.composite
 def hostile_entries(draw: Any) -> bytes:
-    kind = draw(st.sampled_from(["deep", "huge", "utf8", "envelope", "headers", "task-id"]))
+    kind = draw(st.sampled_from(
+        ["deep", "huge", "utf8", "envelope", "headers", "task-id", "kombu-types"]
+    ))  # fmt: skip
+    if kind == "kombu-types":
+        name = draw(st.sampled_from([k for k in KOMBU_TYPES if k != "bz2 bomb"]))
+        return _entry("x", KOMBU_TYPES[name]).encode()
     if kind == "deep":
         depth = draw(st.integers(1_000, 60_000))
         opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))

@@ -68,25 +68,44 @@ def check_message(message: Any, *, max_bytes: int, settings: Settings | None = N
         raise RefusedHeaders(f"the command carries {', '.join(attached)}: nothing may be attached")
 
 
+# Celery's protocol 2 headers (and kombu's mark of a restored message). Celery builds a task
+# request from every header it finds, so any other one could set a request field (callbacks,
+# a reply queue): others are dropped before Celery sees them.
+KNOWN_HEADERS = frozenset({
+    "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries",
+    "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result",
+    "replaced_task_nesting", "stamped_headers", "stamps", "redelivered",
+})  # fmt: skip
+
+
 def check_headers(headers: Any, settings: Settings) -> None:
+    """Refuse what would steer the worker; then drop every header Celery does not define."""
     if not isinstance(headers, dict):
         raise RefusedHeaders("headers are not an object")
+    _check_nothing_attached(headers)
     task_id = headers.get("id")
     if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_TASK_ID_LENGTH:
         raise RefusedHeaders(f"the task id is not text of 1 to {MAX_TASK_ID_LENGTH} characters")
-    present = [name for name in NOT_ALLOWED if headers.get(name) not in (None, [], {})]
-    if present:
-        raise RefusedHeaders(f"header {present[0]} is not accepted")
     if any(not isinstance(headers.get(name), str | None) for name in TEXT_HEADERS):
         raise RefusedHeaders("a header that names or describes the task is not text")
     _check_timelimit(headers.get("timelimit"))
-    retries = headers.get("retries", 0)
-    if retries is None:
-        retries = 0
+    retries = headers.get("retries") or 0
     if type(retries) is not int or not 0 <= retries <= settings.max_retries:
         raise RefusedHeaders(f"header retries is not a count from 0 to {settings.max_retries}")
     if headers.get("eta") is not None:
         _check_eta(headers["eta"], retries, settings)
+    for name in [name for name in headers if name not in KNOWN_HEADERS]:
+        del headers[name]
+
+
+def _check_nothing_attached(headers: dict[str, Any]) -> None:
+    # Celery reads callbacks and chains from the headers as well as from the body's embed.
+    attached = [name for name in EMBEDDED if headers.get(name)]
+    if attached:
+        raise RefusedHeaders(f"the command carries {', '.join(attached)}: nothing may be attached")
+    present = [name for name in NOT_ALLOWED if headers.get(name) not in (None, [], {})]
+    if present:
+        raise RefusedHeaders(f"header {present[0]} is not accepted")
 
 
 def _check_timelimit(timelimit: Any) -> None:

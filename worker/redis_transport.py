@@ -173,17 +173,34 @@ def _envelope(item: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(payload, dict) or not isinstance(payload.get("properties"), dict):
         return None
-    properties = payload["properties"]
-    delivery = properties.get("delivery_info")
-    if "delivery_tag" not in properties or not isinstance(delivery, dict):
-        return None
-    if not {"exchange", "routing_key"} <= delivery.keys():
-        return None
-    if not isinstance(payload.get("body", ""), str) or not isinstance(
-        payload.get("headers", {}), dict
+    return payload if _readable_by_kombu(payload) else None
+
+
+MAX_DELIVERY_TAG_LENGTH = 256
+
+
+def _readable_by_kombu(payload: dict[str, Any]) -> bool:
+    """What kombu and Celery read before any check of the worker's can run, of the types they
+    assume: anything else stops the worker ("Unrecoverable error") with the entry still in
+    Redis, so it would stop the next worker too. No compression either: kombu inflates a
+    compressed body before its size is known (1.5 KB of bz2 held 1 GB)."""
+    properties, headers = payload["properties"], payload.get("headers", {})
+    delivery, tag = properties.get("delivery_info"), properties.get("delivery_tag")
+    if not isinstance(tag, str) or not 0 < len(tag) <= MAX_DELIVERY_TAG_LENGTH:
+        return False
+    if not isinstance(delivery, dict) or not all(
+        isinstance(delivery.get(name), str) for name in ("exchange", "routing_key")
     ):
-        return None
-    return payload
+        return False
+    if properties.get("body_encoding") != "base64" or not isinstance(payload.get("body"), str):
+        return False
+    if not isinstance(headers, dict) or headers.get("compression") is not None:
+        return False
+    if not isinstance(headers.get("task", ""), str) or not isinstance(headers.get("id", ""), str):
+        return False
+    return all(
+        isinstance(payload.get(name, ""), str) for name in ("content-type", "content-encoding")
+    )
 
 
 def _refuse_unreadable(client: Any, key: str, item: bytes, max_entry_bytes: int) -> None:

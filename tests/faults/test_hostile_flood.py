@@ -1,7 +1,8 @@
 """A flood of hostile entries, interleaved with good commands, through a real worker.
 
 Thousands of entries of every refused kind (deep nesting, oversized entries and bodies, invalid
-UTF-8, envelopes that are not kombu's, attached callbacks and chains, Celery's built-in tasks,
+UTF-8, envelopes that are not kombu's or of types kombu chokes on, attached callbacks and chains
+in the body or the headers, Celery's built-in tasks,
 unknown tasks, a schedule or time limit or another name in the headers, pickle) between 300
 good reset-session-key commands: every good command is applied once, every refused entry is
 dead-lettered (and positional arguments, which the command's checks refuse, are answered
@@ -40,6 +41,12 @@ def _with(queue: str, *, headers: dict[str, Any] | None = None, embed: Any = Non
     return json.dumps(message)
 
 
+def _retyped(entry: str, name: str, value: Any) -> str:
+    message = json.loads(entry)
+    message["properties"][name] = value
+    return json.dumps(message)
+
+
 def hostile_kinds(queue: str) -> dict[str, Any]:
     """One maker per kind; each call makes a fresh entry (its own task id)."""
     callback = {"task": "celery.accumulate", "args": [], "kwargs": {}, "options": {}}
@@ -53,6 +60,9 @@ def hostile_kinds(queue: str) -> dict[str, Any]:
         "invalid UTF-8": lambda: b'{"body": "\xff", "headers": {"task": "\xc3\x28"}}',
         "not an envelope": lambda: json.dumps({"headers": {"task": "reset-session-key"}}),
         "callbacks": lambda: _with(queue, embed={"callbacks": [callback]}),
+        "callbacks in the headers": lambda: _with(queue, headers={"callbacks": [callback]}),
+        "body_encoding not base64": lambda: _retyped(_with(queue), "body_encoding", "nope"),
+        "delivery_tag a list": lambda: _retyped(_with(queue), "delivery_tag", [1, 2]),
         "chain": lambda: _with(queue, embed={"chain": [callback]}),
         "built-in task": lambda: _with(queue, task="celery.accumulate"),
         "unknown task": lambda: _with(queue, task="os.system"),
