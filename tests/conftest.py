@@ -22,6 +22,7 @@ from hypothesis import settings
 
 from schemas import CommandLimits
 from tests.support import (
+    SESSION_KEYS,
     TEST_BCRYPT_ROUNDS,
     TEST_HASH_KEY,
     WorkerProcess,
@@ -92,6 +93,16 @@ def redis_url() -> Iterator[str]:
     embedded = EmbeddedRedis(port=free_port(), directory=Path(tempfile.mkdtemp())).start()
     yield embedded.url
     embedded.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_keys_removed(redis_url: str) -> Iterator[None]:
+    yield
+    client = redis.Redis.from_url(redis_url)
+    keys = sorted(SESSION_KEYS)
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    client.close()
 
 
 @pytest.fixture

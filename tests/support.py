@@ -121,6 +121,22 @@ def follow_stream(
     return entries
 
 
+# Every Redis key a worker env of this test session names; removed when the session ends
+# (tests delete what they look at; this catches what a failed or killed run left).
+SESSION_KEYS: set[str] = set()
+
+
+def session_keys_of(env: Mapping[str, str]) -> set[str]:
+    queues = [env[name] for name in ("ACCOUNT_RESET_QUEUE", "ACCOUNT_RESET_SESSIONS_QUEUE")
+              if name in env]  # fmt: skip
+    suffixes = ("", ":reserved", ":reserved:seen", ":reserved:mutex", ":unacked",
+                ":unacked_index", ":unacked_mutex")  # fmt: skip
+    return {queue + suffix for queue in queues for suffix in suffixes} | {
+        env["ACCOUNT_RESET_EVENTS_STREAM"],
+        env["ACCOUNT_RESET_DEAD_LETTERS_KEY"],
+    }
+
+
 def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCOUNT_RESET_")}
     env.update(
@@ -142,6 +158,7 @@ def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[s
         }
     )
     env.update(overrides)
+    SESSION_KEYS.update(session_keys_of(env))
     return env
 
 
