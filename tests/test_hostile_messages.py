@@ -90,16 +90,17 @@ def letters(client: redis.Redis, worker: WorkerProcess) -> DeadLetterBox:
     )
 
 
-def good_command(worker: WorkerProcess, seeder: Seeder) -> tuple[str, str]:
-    user = seeder.account()
-    kwargs = {"accountid": user.accountid, "requester_accountid": user.accountid}
-    message = raw_protocol2_message("reset-session-key", kwargs, worker.env["ACCOUNT_RESET_QUEUE"])
-    return message, user.accountid
+def good_command_for(queue: str, accountid: str) -> tuple[str, str]:
+    """A valid reset-session-key for `accountid`, and that accountid."""
+    kwargs = {"accountid": accountid, "requester_accountid": accountid}
+    return raw_protocol2_message("reset-session-key", kwargs, queue), accountid
 
 
 def assert_still_serving(client: redis.Redis, worker: WorkerProcess, seeder: Seeder) -> None:
     """The worker is alive, and a good command sent now succeeds."""
-    message, accountid = good_command(worker, seeder)
+    message, accountid = good_command_for(
+        worker.env["ACCOUNT_RESET_QUEUE"], seeder.account().accountid
+    )
     client.lpush(worker.env["ACCOUNT_RESET_QUEUE"], message)
     found = worker.outcomes(client, {task_id_of(message)}, timeout_s=DEADLINE_S)
     assert found[task_id_of(message)].status == "success"
@@ -372,11 +373,6 @@ def test_a_restored_message_goes_back_to_its_queue_not_where_its_routing_key_poi
         seeder.engine.dispose()
     assert {outcome.status for outcome in found.values()} == {"success"}
     assert redis_client.exists(victim) == 0
-
-
-def good_command_for(queue: str, accountid: str) -> tuple[str, str]:
-    kwargs = {"accountid": accountid, "requester_accountid": accountid}
-    return raw_protocol2_message("reset-session-key", kwargs, queue), accountid
 
 
 def test_an_oversized_body_is_answered_under_the_producers_command_id(
