@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any, TextIO
 
 import click
+from pydantic import ValidationError
 from rich.progress import Progress
 
 from client.producer import AccountResetClient
@@ -44,6 +45,11 @@ def enqueue(ctx: click.Context, source: TextIO | None, wait_s: float | None) -> 
     sessions after an incident), with a progress bar; a line without a command_id gets a new
     one. With --wait, a summary of the outcomes follows.
     """
+    try:
+        ClientSettings()  # a bad key is one line here, not a traceback from the first send
+    except ValidationError as error:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        raise click.ClickException(f"invalid settings: {problems}") from None
     if ctx.invoked_subcommand is not None:
         return
     if source is None:
@@ -76,16 +82,24 @@ def enqueue_session_key(
 
 
 @enqueue.command("reset-account-password")
-@click.option("--username", required=True)
+# Refused: an argument is in the process list (`ps`, /proc/<pid>/cmdline) for every local user.
+@click.option("--username", "username_argument", hidden=True)
 @click.option("--appid")
 @click.option("--command-id", help="Idempotency key; sending it again is safe.")
 @click.option("--wait", "wait_s", type=click.FloatRange(min=0), help=WAIT_HELP)
 def enqueue_password(
-    username: str, appid: str | None, command_id: str | None, wait_s: float | None
-) -> None:
-    """Set a new password with a reset code; both are prompted for on a terminal, else read
-    from standard input (the code on the first line, the password on the second)."""
-    code, password = _secrets()
+    username_argument: str | None, appid: str | None, command_id: str | None,
+    wait_s: float | None,
+) -> None:  # fmt: skip
+    """Set a new password with a reset code. The username, the code and the password are
+    prompted for on a terminal, else read from standard input, one per line in that order;
+    none is ever an argument, which any local user could read in the process list."""
+    if username_argument is not None:
+        raise click.UsageError(
+            "--username would put the username in the process list: give it at the prompt or"
+            " on the first line of standard input (then the code, then the password)"
+        )
+    username, code, password = _secrets()
     with AccountResetClient(ClientSettings()) as client:
         sent = client.reset_account_password(
             username=username, secret_code=code, new_password=password,
@@ -124,16 +138,20 @@ def _payload(number: int, line: str, command: str | None) -> tuple[str, dict[str
     return name, payload
 
 
-def _secrets() -> tuple[str, str]:
-    """The reset code and the new password: prompted on a terminal, else two stdin lines."""
+def _secrets() -> tuple[str, str, str]:
+    """The username, the reset code and the new password: prompted on a terminal, else three
+    lines of standard input."""
     if sys.stdin.isatty():
+        username = click.prompt("Username", hide_input=True)
         code = click.prompt("Reset code", hide_input=True)
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
-        return str(code), str(password)
+        return str(username), str(code), str(password)
     lines = sys.stdin.read().splitlines()
-    if len(lines) < 2 or not lines[0] or not lines[1]:
-        raise click.ClickException("standard input must hold the reset code, then the password")
-    return lines[0], lines[1]
+    if len(lines) < 3 or not all(lines[:3]):
+        raise click.ClickException(
+            "standard input must hold the username, the reset code and the password, one a line"
+        )
+    return lines[0], lines[1], lines[2]
 
 
 def _report(client: AccountResetClient, sent: list[str], wait_s: float | None) -> None:
@@ -143,8 +161,8 @@ def _report(client: AccountResetClient, sent: list[str], wait_s: float | None) -
         return
     try:
         found = client.wait_all(sent, timeout_s=wait_s)
-    except TimeoutError as missing:
-        raise click.ClickException(str(missing)) from None
+    except (TimeoutError, PermissionError) as cannot:
+        raise click.ClickException(str(cannot)) from None
     outcomes = Counter(found[i].code or "success" for i in sent)
     summary = ", ".join(f"{code} {count}" for code, count in sorted(outcomes.items()))
     click.echo(f"outcomes: {summary}")

@@ -53,10 +53,7 @@ def wait_for_outcomes(
         if remaining_ms <= 0:
             missing = sorted(command_ids - found.keys())
             raise TimeoutError(f"no event after {timeout_s}s for command_ids {missing[:10]}")
-        reply = cast(
-            list[tuple[Any, list[tuple[Any, Mapping[Any, Any]]]]],
-            client.xread({stream: last_id}, block=min(remaining_ms, 1000), count=500),
-        )
+        reply = _read_after(client, stream, last_id, block_ms=min(remaining_ms, 1000))
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 last_id = entry_id
@@ -64,3 +61,23 @@ def wait_for_outcomes(
                 if outcome.command_id in command_ids:
                     found.setdefault(outcome.command_id, outcome)
     return found
+
+
+# Waiting reads the result stream, which the producer ACL user cannot (by design).
+NO_READ_RIGHTS = (
+    "waiting for events reads the result stream, which this Redis user may not read: point"
+    " ACCOUNT_RESET_EVENTS_URL at the events Redis as the auditor user"
+    " (redis://account-reset-auditor:...), or send without waiting"
+)
+
+
+def _read_after(
+    client: redis.Redis, stream: str, last_id: str, *, block_ms: int
+) -> list[tuple[Any, list[tuple[Any, Mapping[Any, Any]]]]]:
+    try:
+        return cast(
+            list[tuple[Any, list[tuple[Any, Mapping[Any, Any]]]]],
+            client.xread({stream: last_id}, block=block_ms, count=500),
+        )
+    except redis.exceptions.NoPermissionError:
+        raise PermissionError(NO_READ_RIGHTS) from None

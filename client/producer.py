@@ -1,10 +1,15 @@
 """Enqueue a command as a Celery task message (protocol 2, JSON), get its command_id, and
 optionally wait for its result event.
 
-With a payload key, `username`, `new-password` and `secret-code` leave the producer sealed, so
-the broker never holds them in plaintext. Celery's displayed arguments (kwargsrepr, seen in
+With the worker's public sealing key, `username`, `new-password` and `secret-code` leave the
+producer sealed (a JWE bound to the command, the field and the command_id), so the broker never
+holds them in plaintext and the worker opens each only where it was sent; with only the legacy
+payload key, they are sealed with Fernet. Celery's displayed arguments (kwargsrepr, seen in
 `task-sent` events) name no secret either way. Sending again with the same command_id is safe:
 the worker applies a command once and replays its outcome.
+
+With `SIGNING_KEY_FILE` and `SIGNING_CERTIFICATE_FILE`, every message is signed (Celery's
+message signing, client/signing.py), and carries its command_id in the signed kwargs.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from celery import Celery
 from cryptography.fernet import Fernet
 
 from client.events import wait_for_outcomes
+from client.sealing import Binding, seal
 from client.settings import ClientSettings
+from client.signing import sign_messages
 from schemas import CommandOutcome
 from schemas.display import redacted_kwargs
 
@@ -38,7 +45,16 @@ class AccountResetClient:
             task_serializer="json",
             accept_content=["json"],
         )
-        key = self.settings.payload_key
+        key_file, certificate_file = (
+            self.settings.signing_key_file,
+            self.settings.signing_certificate_file,
+        )
+        if key_file is not None and certificate_file is not None:
+            # Signed: the worker accepts only messages from the certificates it trusts.
+            sign_messages(self._app, key_file=key_file, certificate_file=certificate_file)
+        self._sealing_key = self.settings.sealing_key
+        # Legacy (goes in 0.3.0): Fernet, only for a producer not yet given the public key.
+        key = self.settings.payload_key if self._sealing_key is None else None
         self._fernet = None if key is None else Fernet(key.get_secret_value().split(",")[0].strip())
         self._events = redis.Redis.from_url(self.settings.events_url or self.settings.broker_url)
         # Where the stream stood before each command was sent: its event comes after that.
@@ -70,8 +86,14 @@ class AccountResetClient:
         new_password: str,
         appid: str | None = None,
         command_id: str | None = None,
+        source: str | None = None,
     ) -> str:
+        """Set a new password with a reset code. `source` names where the request came from
+        (a hashed client address, a device id, at most 200 characters; never a raw address):
+        the worker then also limits attempts at codes per source."""
         payload = {"username": username, "secret-code": secret_code, "new-password": new_password}
+        if source is not None:
+            payload["source"] = source
         return self.send("reset-account-password", payload, appid=appid, command_id=command_id)
 
     def send(
@@ -85,7 +107,9 @@ class AccountResetClient:
         """Enqueue `command` with `payload`; returns the command_id (given, or a new one)."""
         command_id = command_id or str(uuid.uuid4())
         self._sent_after.setdefault(command_id, self._stream_now())
-        message = {**self._sealed(payload), "command_id": command_id}
+        # The command_id first: each sealed field is bound to it.
+        message = self._sealed(payload, command=command, command_id=command_id)
+        message["command_id"] = command_id
         if appid is not None:
             message["appid"] = appid
         self._app.send_task(
@@ -123,16 +147,22 @@ class AccountResetClient:
         read access to the events Redis)."""
         return f"{max(int((time.time() - CLOCK_ALLOWANCE_S) * 1000), 0)}-0"
 
-    def _sealed(self, payload: dict[str, Any]) -> dict[str, Any]:
-        if self._fernet is None:
-            return dict(payload)
-        fernet = self._fernet
-        return {
-            key: {"sealed": fernet.encrypt(value.encode()).decode()}
-            if key in SEALED_FIELDS and isinstance(value, str)
-            else value
-            for key, value in payload.items()
-        }
+    def _sealed(self, payload: dict[str, Any], *, command: str, command_id: str) -> dict[str, Any]:
+        """Each secret field sealed, bound to this command, the field and the command_id."""
+        sealed = dict(payload)
+        if self._sealing_key is None and self._fernet is None:
+            return sealed
+        for field, value in payload.items():
+            if field.replace("_", "-") in SEALED_FIELDS and isinstance(value, str):
+                sealed[field] = {"sealed": self._seal(value, command, field, command_id)}
+        return sealed
+
+    def _seal(self, text: str, command: str, field: str, command_id: str) -> str:
+        if self._sealing_key is not None:
+            binding = Binding.of(command=command, field=field, command_id=command_id)
+            return seal(text, key=self._sealing_key, binding=binding)
+        assert self._fernet is not None
+        return self._fernet.encrypt(text.encode()).decode()
 
     def close(self) -> None:
         self._app.close()

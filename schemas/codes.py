@@ -17,6 +17,10 @@ class ExceptionCode(StrEnum):
     TOO_MANY_ATTEMPTS = "too-many-attempts"
     # Added by the worker: the message itself could not be read as a command.
     INVALID_PAYLOAD = "invalid-payload"
+    # Added by the worker: a sealed field was sealed longer ago than SEALED_MAX_AGE_S.
+    SEALED_VALUE_EXPIRED = "sealed-value-expired"
+    # Added by the worker: the command_id is already recorded for a different request.
+    COMMAND_ID_CONFLICT = "command-id-conflict"
     # Added by the worker: a fault outside the rules that retries could not overcome.
     INTERNAL_ERROR = "internal-error"
 
@@ -36,8 +40,13 @@ DESCRIPTIONS: dict[ExceptionCode, str] = {
     ExceptionCode.TOO_MANY_ATTEMPTS: "the account has had too many wrong reset codes within the "
     "attempt window; the code was not checked",
     ExceptionCode.INVALID_PAYLOAD: "the message carries positional arguments, a sealed value "
-    "that does not open, a plaintext secret where sealing is required, or is otherwise not a "
-    "command",
+    "that does not open or was sealed for another command, field or command_id, a plaintext "
+    "secret where sealing is required, or is otherwise not a command",
+    ExceptionCode.SEALED_VALUE_EXPIRED: "a sealed field was sealed longer ago than the worker's "
+    "maximum age for sealed values; seal it again and resend under a new command_id",
+    ExceptionCode.COMMAND_ID_CONFLICT: "the command_id is already recorded, in this appid, for "
+    "a different request (another command, or other fields): nothing applied, the recorded "
+    "outcome stands; send the new request under a new command_id",
     ExceptionCode.INTERNAL_ERROR: "a fault (database, Redis) persisted through every retry",
 }
 

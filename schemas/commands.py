@@ -25,6 +25,7 @@ from schemas.codes import CommandRejected, ExceptionCode
 
 MAX_COMMAND_ID_LENGTH = 200
 MAX_APPID_LENGTH = 200
+MAX_SOURCE_LENGTH = 200
 _CODES = frozenset(code.value for code in ExceptionCode)
 
 
@@ -77,6 +78,13 @@ def _none_unless_text(value: Any, handler: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str) or not is_usable_text(value, _limits(info)):
         return None
     return handler(value)
+
+
+def _none_unless_source(value: Any, handler: Any, info: ValidationInfo) -> Any:  # noqa: ARG001
+    """An optional source that is not usable text counts as absent, never as an error: a
+    producer that sends something odd is no worse off than one that sends nothing."""
+    usable = isinstance(value, str) and 0 < len(value) <= MAX_SOURCE_LENGTH
+    return handler(value) if usable and is_storable(value) else None
 
 
 class _Command(BaseModel):
@@ -164,6 +172,15 @@ class ResetAccountPassword(_Command):
     secret_code: SecretStr = Field(validation_alias=AliasChoices("secret-code", "secret_code"))
     username: SecretStr
     new_password: SecretStr = Field(validation_alias=AliasChoices("new-password", "new_password"))
+    # Where the request came from, as the producer names it: a hashed client address or a
+    # device id. Optional; it adds a guessing limit per source (worker/code_attempts.py).
+    source: Annotated[str | None, WrapValidator(_none_unless_source)] = Field(
+        default=None,
+        max_length=MAX_SOURCE_LENGTH,
+        description="optional opaque id of where the request came from (a hashed client"
+        " address, a device id): at most 200 characters; attempts at reset codes are also"
+        " limited per source. Any other value counts as absent.",
+    )
 
     @field_validator("username", mode="after")
     @classmethod

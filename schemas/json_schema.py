@@ -16,7 +16,9 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 FILLED_IN_BY_THE_WORKER = ("appid", "command_id")
 SEALED_VALUE = {
     "type": "object",
-    "description": "a Fernet token of the field's UTF-8 text (README: the sealed format)",
+    "description": "a compact JWE (ECDH-ES, A256GCM) of the field's UTF-8 text, bound by its"
+    " protected header to the command (cmd), the field (fld) and the command_id (cid), and"
+    " stamped (iat); README: the sealed format",
     "properties": {"sealed": {"type": "string"}},
     "required": ["sealed"],
     "additionalProperties": False,

@@ -41,8 +41,15 @@ def reset_account_password(command: ResetAccountPassword, uow: UnitOfWork, deps:
         raise CommandRejected(ExceptionCode.INVALID_USERNAME)
     if account.deleted_at is not None:
         raise CommandRejected(ExceptionCode.INVALID_ACCOUNT, accountid=account.accountid)
-    who = {"appid": command.appid, "accountid": account.accountid}
-    if not deps.attempts.reserve(**who):
+    # Counted once per delivery (a retry gets the same decision), per account, source and appid.
+    reservation = deps.attempts.reserve(
+        appid=command.appid,
+        accountid=account.accountid,
+        command_id=command.command_id,
+        secret_code=command.secret_code.get_secret_value(),
+        source=command.source,
+    )
+    if reservation.refused_by is not None:
         # Guessing stopped: the code is not even looked at until the window passes.
         raise CommandRejected(ExceptionCode.TOO_MANY_ATTEMPTS, accountid=account.accountid)
     now = datetime.now(UTC)
@@ -56,7 +63,8 @@ def reset_account_password(command: ResetAccountPassword, uow: UnitOfWork, deps:
     )
     if code is None:
         raise CommandRejected(ExceptionCode.INVALID_RESET_CODE, accountid=account.accountid)
-    deps.attempts.clear(**who)
+    # Only once the reset is committed: a failed commit leaves the count as it stands.
+    uow.after_commit(lambda: deps.attempts.succeeded(reservation))
 
     # bcrypt last: every cheap check has passed by now.
     account.password_hash = deps.hasher.password_hash(command.new_password.get_secret_value())

@@ -32,11 +32,12 @@ from tests.support import (
     worker_env,
 )
 from worker.cache import DashboardCache
-from worker.code_attempts import CodeAttempts
+from worker.code_attempts import CodeAttempts, counts_naming_key
 from worker.dashboard_bookkeeping import DashboardBookkeeping
 from worker.database import create_db_engine, session_factory
 from worker.embedded_redis import EmbeddedRedis, free_port
 from worker.events import EventStream
+from worker.fingerprints import RequestFingerprints
 from worker.hashing import Hasher
 from worker.migrate import upgrade
 from worker.models import Account, ResetCode
@@ -147,8 +148,13 @@ def processor(
 ) -> Iterator[CommandProcessor]:
     """The worker's command path in this process, on a real database and a real Redis."""
     engine = create_db_engine(database_url)
-    yield in_process_processor(engine, hasher, events_stream, redis_client)
+    processor = in_process_processor(engine, hasher, events_stream, redis_client)
+    yield processor
     engine.dispose()
+    # The attempt counts and delivery markers the test made (a prefix of its own).
+    counts = list(redis_client.scan_iter(f"{processor.deps.attempts.key_prefix}:*", count=1000))
+    if counts:
+        redis_client.delete(*counts)
 
 
 def in_process_processor(
@@ -161,16 +167,21 @@ def in_process_processor(
     code_ttl: timedelta | None = None,
 ) -> CommandProcessor:
     attempts = CodeAttempts(
-        client=cache, key_prefix=unique("code-attempts"), max_attempts=5, window_s=900
+        client=cache,
+        key_prefix=unique("code-attempts"),
+        max_attempts=5,
+        window_s=900,
+        naming_key=counts_naming_key(TEST_HASH_KEY),
     )
     return CommandProcessor(
         sessions=session_factory(engine),
         deps=RuleDeps(hasher=hasher, attempts=attempts, code_ttl=code_ttl),
-        sealed=sealed or SealedFields(sealer=None, required=False, max_field_length=1024),
+        sealed=sealed or SealedFields(keys=None, required=False, max_field_length=1024),
         events=events,
         dashboard=DashboardBookkeeping(cache=DashboardCache(cache)),
         limits=CommandLimits(),
         default_appid="test-app",
+        fingerprints=RequestFingerprints.keyed(TEST_HASH_KEY),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -28,11 +29,16 @@ from client.raw_message import raw_protocol2_message as raw_protocol2_message
 from client.raw_message import task_id_of as task_id_of
 from schemas import CommandOutcome
 from worker.database import normalized_url
+from worker.sealing_keys import SealingKeys
 
 WORKER_STOP_DEADLINE_S = 60
 TEST_HASH_KEY = "test-hash-key-" + "k" * 20
 TEST_BCRYPT_ROUNDS = 4
 TEST_PAYLOAD_KEY = "x6Ky_9yt9BZP8oJGXGnsq1Ov7kxf1ic2bbZUnpWx4i4="
+# This test session's sealing keys: workers get the private set, producers its public key.
+TEST_SEALING_KEYS = SealingKeys.generated()
+TEST_SEALING_KEYS_JSON = json.dumps(TEST_SEALING_KEYS.private_jwk_set())
+TEST_SEALING_PUBLIC_KEY = json.dumps(TEST_SEALING_KEYS.public_jwk())
 
 
 def unique(prefix: str) -> str:
@@ -141,6 +147,8 @@ def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCOUNT_RESET_")}
     env.update(
         {
+            # Tests use a cheap bcrypt cost, which only development accepts.
+            "ACCOUNT_RESET_ENVIRONMENT": "development",
             "ACCOUNT_RESET_BROKER_URL": redis_url,
             "ACCOUNT_RESET_DATABASE_URL": database_url,
             "ACCOUNT_RESET_QUEUE": unique("account-reset-test"),
@@ -152,6 +160,9 @@ def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[s
             "ACCOUNT_RESET_WORKER_CONCURRENCY": "2",
             "ACCOUNT_RESET_DEAD_LETTERS_KEY": unique("account-reset-test") + ":dead-letters",
             "ACCOUNT_RESET_PAYLOAD_KEY": TEST_PAYLOAD_KEY,
+            "ACCOUNT_RESET_SEALING_KEYS": TEST_SEALING_KEYS_JSON,
+            # Read by producers only (the client, `enqueue`, the Node example), not the worker.
+            "ACCOUNT_RESET_SEALING_PUBLIC_KEY": TEST_SEALING_PUBLIC_KEY,
             "ACCOUNT_RESET_HEALTH_FILE": str(
                 Path(tempfile.gettempdir()) / f"{unique('account-reset-test')}.health"
             ),

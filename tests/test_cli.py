@@ -142,6 +142,7 @@ def test_the_compose_commands_run_a_production_worker(
     env = clean_env(**worker_env(redis_url=redis_url, database_url=database_url))
     env |= {
         "ACCOUNT_RESET_ENVIRONMENT": "production",
+        "ACCOUNT_RESET_BCRYPT_ROUNDS": "10",  # production's minimum
         "ACCOUNT_RESET_METRICS_PORT": str(free_port()),
         "ACCOUNT_RESET_LOG_FORMAT": "json",
     }
@@ -149,10 +150,14 @@ def test_the_compose_commands_run_a_production_worker(
     subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
     with (tmp_path / "worker.log").open("wb") as log:
         process = subprocess.Popen([CLI, "worker"], env=env, stdout=log, stderr=log)
+        # As compose runs it: the broker and basic auth, no worker setting, no key.
+        flower_env = {k: v for k, v in env.items() if not k.startswith("ACCOUNT_RESET_")}
         flower = subprocess.Popen(
-            [str(Path(sys.executable).parent / "celery"), "-A", "worker", "flower",
+            [str(Path(sys.executable).parent / "celery"), "flower",
              f"--port={flower_port}", "--address=127.0.0.1"],
-            env={**env, "FLOWER_BASIC_AUTH": "admin:flower-password"}, stdout=log, stderr=log,
+            env={**flower_env, "CELERY_BROKER_URL": redis_url,
+                 "FLOWER_BASIC_AUTH": "admin:flower-password"},
+            stdout=log, stderr=log,
         )  # fmt: skip
     client = redis.Redis.from_url(redis_url)
     stream = env["ACCOUNT_RESET_EVENTS_STREAM"]

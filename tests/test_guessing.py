@@ -1,19 +1,41 @@
 """Guessing stopped, and the optional code lifetime, through the worker's command path.
 
-Every test runs on SQLite and PostgreSQL with the real Redis that holds the attempt counts.
+The rules' tests run on SQLite, PostgreSQL and MariaDB with the real Redis that holds the
+attempt counts; the start check runs real workers against a redis-server of the test's own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
+from prometheus_client import REGISTRY
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
+from client import AccountResetClient, ClientSettings
+from schemas.json_schema import wire_contract
 from tests.conftest import Seeder
+from tests.faults.services import PrivateRedis
+from tests.support import WorkerProcess, unique, worker_env
 from tests.test_rules import password_payload, reset_password
+from worker.code_attempts import CodeAttempts
+from worker.embedded_redis import free_port
+from worker.hashing import Hasher
+from worker.migrate import upgrade
 from worker.processing import CommandProcessor
+from worker.settings import Settings
 
 NEW_PASSWORD = "brand-new-password"
 MAX_ATTEMPTS = 5
@@ -121,3 +143,400 @@ def test_without_a_code_lifetime_codes_never_expire(
     outcome = reset_password(processor, **password_payload(user.username, NEW_PASSWORD, code))
 
     assert outcome.status == "success"
+
+
+# Finding 2: guessing spread thin, retries, the commit, eviction.
+
+CLI = str(Path(sys.executable).parent / "account-reset")
+DEADLINE_S = 60.0
+ACCOUNTS = 20
+# Within the per-account limit (5): every one of them would be checked as far as the account goes.
+WRONG_CODES_EACH = 5
+
+
+def with_attempts(processor: CommandProcessor, **limits: Any) -> CommandProcessor:
+    attempts = dataclasses.replace(processor.deps.attempts, **limits)
+    deps = dataclasses.replace(processor.deps, attempts=attempts)
+    return dataclasses.replace(processor, deps=deps)
+
+
+def spread_wrong_codes(
+    processor: CommandProcessor, seeder: Seeder, *, source: Any = None
+) -> list[str | None]:
+    """Finding 2's attack: 5 wrong codes at each of 20 accounts (each with a code of its own),
+    one round over all the accounts at a time."""
+    users = [seeder.account() for _ in range(ACCOUNTS)]
+    for user in users:
+        seeder.code(user)
+    sent_from = {} if source is None else {"source": source}
+    return [
+        reset_password(
+            processor, **password_payload(user.username, NEW_PASSWORD, f"guess-{n}"), **sent_from
+        ).code
+        for n in range(WRONG_CODES_EACH)
+        for user in users
+    ]
+
+
+def refused_by(limit: str) -> float:
+    found = REGISTRY.get_sample_value("account_reset_guesses_refused_total", {"limit": limit})
+    return found or 0.0
+
+
+def checked() -> float:
+    return REGISTRY.get_sample_value("account_reset_guesses_checked_total") or 0.0
+
+
+def counts_keys(client: redis.Redis, attempts: CodeAttempts) -> list[str]:
+    return [key.decode() for key in client.scan_iter(f"{attempts.key_prefix}:*", count=1000)]
+
+
+@contextmanager
+def commit_fails_once(processor: CommandProcessor) -> Iterator[None]:
+    """The next COMMIT on the processor's database fails, as when the connection drops at that
+    moment: nothing is committed, and the task would retry the same delivery."""
+    engine: Engine = processor.sessions.kw["bind"]
+    failed: list[bool] = []
+
+    def fail(_connection: Any) -> None:
+        if not failed:
+            failed.append(True)
+            raise OperationalError("COMMIT", {}, ConnectionError("connection lost at COMMIT"))
+
+    event.listen(engine, "commit", fail)
+    try:
+        yield
+    finally:
+        event.remove(engine, "commit", fail)
+    assert failed
+
+
+def test_finding_2_100_wrong_codes_over_20_accounts_from_one_source_only_20_checked(
+    processor: CommandProcessor, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """Finding 2: 100 wrong codes spread over 20 accounts (5 each, within the per-account limit)
+    were all checked. From one source only MAX_SOURCE_ATTEMPTS (20) are; the other 80 are
+    too-many-attempts, counted by the metric, while another source is still checked. The
+    source's count is named by an HMAC: its raw value is in no key and no event."""
+    attempts = processor.deps.attempts
+    source = unique("client-address-sha256")
+    refused_before, checked_before = refused_by("source"), checked()
+
+    codes = spread_wrong_codes(processor, seeder, source=source)
+    elsewhere = seeder.account()
+    other = reset_password(
+        processor,
+        **password_payload(elsewhere.username, NEW_PASSWORD, "guess"),
+        source=unique("another-device"),
+    )
+
+    print(f"\n100 wrong codes over 20 accounts from one source: {dict(Counter(codes))}")
+    assert Settings.model_fields["max_source_attempts"].default == attempts.max_source_attempts
+    assert attempts.max_source_attempts == 20
+    assert codes[:20] == ["invalid-reset-code"] * 20
+    assert codes[20:] == ["too-many-attempts"] * 80
+    assert other.code == "invalid-reset-code"
+    assert refused_by("source") - refused_before == 80
+    assert checked() - checked_before == 21
+    assert attempts.used_by_source(appid="test-app", source=source) == 20
+    keys = counts_keys(redis_client, attempts)
+    assert any(":source:" in key for key in keys)
+    assert not [key for key in keys if source in key]
+    assert source not in str(redis_client.xrange(processor.events.stream))
+
+
+def test_finding_2_without_a_source_the_appid_ceiling_stops_them(
+    processor: CommandProcessor, seeder: Seeder
+) -> None:
+    """Finding 2, from a producer that passes no source: the same 100 wrong codes over 20
+    accounts, with MAX_APPID_ATTEMPTS at 30: 30 are checked, the other 70 are
+    too-many-attempts."""
+    ceiling = with_attempts(processor, max_appid_attempts=30)
+    refused_before = refused_by("appid")
+
+    codes = spread_wrong_codes(ceiling, seeder)
+
+    print(f"\n100 wrong codes over 20 accounts, appid ceiling 30: {dict(Counter(codes))}")
+    assert codes == ["invalid-reset-code"] * 30 + ["too-many-attempts"] * 70
+    assert refused_by("appid") - refused_before == 70
+    assert ceiling.deps.attempts.used_by_appid(appid="test-app") == 30
+
+
+def test_finding_2_a_retried_delivery_is_counted_once(
+    processor: CommandProcessor, seeder: Seeder
+) -> None:
+    """Finding 2: a transient retry burnt an attempt. Four wrong codes whose commits fail once
+    each, every one then retried under its command_id: four attempts counted, not eight, and
+    the owner's right code still works (before, the third retry was already refused)."""
+    user = seeder.account()
+    code = seeder.code(user)
+    attempts = processor.deps.attempts
+    codes = []
+    for n in range(4):
+        payload = password_payload(user.username, NEW_PASSWORD, f"guess-{n}")
+        delivery = {**payload, "command_id": unique("cmd")}
+        with commit_fails_once(processor), pytest.raises(OperationalError):
+            reset_password(processor, **delivery)
+        codes.append(reset_password(processor, **delivery).code)
+    counted = attempts.used(appid=user.appid, accountid=user.accountid)
+    by_appid = attempts.used_by_appid(appid=user.appid)
+    right = reset_password(processor, **password_payload(user.username, NEW_PASSWORD, code))
+
+    print(
+        f"\n4 deliveries, each retried once: {codes}, counted {counted}; right code: {right.code}"
+    )
+    assert codes == ["invalid-reset-code"] * 4
+    assert (counted, by_appid) == (4, 4)
+    assert right.status == "success"
+
+
+def test_another_code_under_a_used_command_id_is_another_attempt(
+    processor: CommandProcessor, seeder: Seeder
+) -> None:
+    """Only a retry of the same delivery gets the earlier decision: a different code sent under
+    the command_id of a delivery whose commit failed is counted, so reusing a command_id is no
+    way to have codes checked uncounted."""
+    user = seeder.account()
+    command_id = unique("cmd")
+    first, second = (
+        {**password_payload(user.username, NEW_PASSWORD, guess), "command_id": command_id}
+        for guess in ("guess-1", "guess-2")
+    )
+    with commit_fails_once(processor), pytest.raises(OperationalError):
+        reset_password(processor, **first)
+
+    outcome = reset_password(processor, **second)
+
+    assert outcome.code == "invalid-reset-code"
+    assert processor.deps.attempts.used(appid=user.appid, accountid=user.accountid) == 2
+
+
+def test_without_a_hash_key_a_retry_is_still_counted_once(
+    processor: CommandProcessor, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """A stock dashboard (HASH_MODE=unkeyed) gives no secret to name counts by: the code is
+    then left out of every name, and a retried delivery is still counted once."""
+    unkeyed = with_attempts(processor, naming_key=None)
+    user = seeder.account()
+    delivery = {**password_payload(user.username, NEW_PASSWORD, "guess"), "command_id": unique("c")}
+    with commit_fails_once(unkeyed), pytest.raises(OperationalError):
+        reset_password(unkeyed, **delivery)
+
+    outcome = reset_password(unkeyed, **delivery)
+
+    assert outcome.code == "invalid-reset-code"
+    assert unkeyed.deps.attempts.used(appid=user.appid, accountid=user.accountid) == 1
+    assert (
+        len([k for k in counts_keys(redis_client, unkeyed.deps.attempts) if ":delivery:" in k]) == 1
+    )
+
+
+def test_finding_2_the_count_is_cleared_only_after_the_commit(
+    processor: CommandProcessor, seeder: Seeder
+) -> None:
+    """Finding 2: the count was cleared inside the transaction, before the commit. Three wrong
+    codes, then the right one, whose commit fails: the password is unchanged and the count
+    stands at 4 (three wrong codes and this attempt). The retry commits, and only then is the
+    account's count cleared and the source's and appid's attempt given back (3 each)."""
+    user = seeder.account()
+    code = seeder.code(user)
+    attempts = processor.deps.attempts
+    source = unique("device")
+    who = {"appid": user.appid, "accountid": user.accountid}
+    for n in range(3):
+        payload = password_payload(user.username, NEW_PASSWORD, f"guess-{n}")
+        assert reset_password(processor, **payload, source=source).code == "invalid-reset-code"
+    right = {**password_payload(user.username, NEW_PASSWORD, code), "command_id": unique("cmd")}
+
+    with commit_fails_once(processor), pytest.raises(OperationalError):
+        reset_password(processor, **right, source=source)
+    after_the_failed_commit = attempts.used(**who)
+    unchanged = not seeder.hasher.password_matches(
+        NEW_PASSWORD, seeder.load(user.accountid).password_hash or ""
+    )
+    retried = reset_password(processor, **right, source=source)
+
+    print(f"\ncount after the failed commit: {after_the_failed_commit}; retry: {retried.status}")
+    assert (after_the_failed_commit, unchanged) == (4, True)
+    assert retried.status == "success"
+    assert attempts.used(**who) == 0
+    assert attempts.used_by_source(appid=user.appid, source=source) == 3
+    assert attempts.used_by_appid(appid=user.appid) == 3
+
+
+@pytest.mark.parametrize("source", [5, "", "x" * 201, "nul\x00", {"a": 1}, ["list"], None])
+def test_an_unusable_source_counts_as_absent(
+    processor: CommandProcessor, seeder: Seeder, redis_client: redis.Redis, source: Any
+) -> None:
+    """An old producer, or one that sends something odd as `source`, is answered as if it had
+    sent none: never invalid-payload, and no source is counted."""
+    user = seeder.account()
+
+    outcome = reset_password(
+        processor, **password_payload(user.username, NEW_PASSWORD, "guess"), source=source
+    )
+
+    assert outcome.code == "invalid-reset-code"
+    assert processor.deps.attempts.used_by_appid(appid=user.appid) == 1
+    assert not [
+        key for key in counts_keys(redis_client, processor.deps.attempts) if ":source:" in key
+    ]
+
+
+def test_the_schema_describes_source() -> None:
+    import jsonschema
+
+    schema = wire_contract()["reset-account-password"]
+    validator = jsonschema.Draft202012Validator(schema)
+    command = {"username": "alice1", "new-password": "secret-1", "secret-code": "abc"}
+
+    assert "source" not in schema["required"]
+    assert validator.is_valid({**command, "source": "sha256:9f86d08"})
+    assert not validator.is_valid({**command, "source": "x" * 201})
+
+
+def sqlite_database(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / unique('db')}.db"
+    upgrade(url)
+    return url
+
+
+def scrape(port: str) -> str:
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # the server starts with the worker; the deadline bounds the wait
+
+
+def test_a_worker_limits_sources_by_its_settings_and_never_shows_one(
+    redis_url: str, redis_client: redis.Redis, hasher: Hasher, tmp_path: Path
+) -> None:
+    """Through the client and a real worker: MAX_SOURCE_ATTEMPTS=3, six wrong codes over three
+    accounts from one device: 3 checked, 3 too-many-attempts, on the worker's metric too; the
+    device id is in no log line (DEBUG), no key and no event."""
+    database_url = sqlite_database(tmp_path)
+    seeder = Seeder(database_url, hasher)
+    prefix = unique("code-attempts")
+    env = worker_env(
+        redis_url=redis_url,
+        database_url=database_url,
+        ACCOUNT_RESET_MAX_SOURCE_ATTEMPTS="3",
+        ACCOUNT_RESET_ATTEMPTS_KEY_PREFIX=prefix,
+        ACCOUNT_RESET_METRICS_PORT=str(free_port()),
+    )
+    stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
+    source = unique("device-id")
+    worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
+    client = AccountResetClient(
+        ClientSettings(broker_url=redis_url, queue=env["ACCOUNT_RESET_QUEUE"], events_stream=stream)
+    )
+    try:
+        users = [seeder.account() for _ in range(3)]
+        sent = [
+            client.reset_account_password(
+                username=user.username,
+                secret_code=f"guess-{n}",
+                new_password=NEW_PASSWORD,
+                source=source,
+            )
+            for n in range(2)
+            for user in users
+        ]
+        found = worker.outcomes(redis_client, set(sent), DEADLINE_S)
+        metrics = scrape(env["ACCOUNT_RESET_METRICS_PORT"])
+        keys = [key.decode() for key in redis_client.scan_iter(f"{prefix}:*", count=1000)]
+        events = str(redis_client.xrange(stream))
+    finally:
+        client.close()
+        worker.stop()
+        for key in redis_client.scan_iter(f"{prefix}:*", count=1000):
+            redis_client.delete(key)
+        redis_client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
+        seeder.engine.dispose()
+
+    codes = Counter(str(found[command_id].code) for command_id in sent)
+    print(f"\nsix wrong codes from one device, MAX_SOURCE_ATTEMPTS=3: {dict(codes)}")
+    assert codes == Counter({"invalid-reset-code": 3, "too-many-attempts": 3})
+    assert 'account_reset_guesses_refused_total{limit="source"} 3.0' in metrics
+    assert "account_reset_guesses_checked_total 3.0" in metrics
+    assert any(":source:" in key for key in keys)
+    assert source not in str(keys) + events + worker.log()
+
+
+def health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, "health"], env=env, capture_output=True, text=True, timeout=DEADLINE_S
+    )
+
+
+def health_once_noted(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The probe's answer once the worker has noted that it consumes (within seconds)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while (result := health(env)).returncode and "no note" in result.stderr:
+        if time.monotonic() > deadline:
+            raise TimeoutError(result.stderr)
+        time.sleep(0.5)  # each check runs the real probe; the deadline bounds the wait
+    return result
+
+
+def test_finding_2_a_redis_that_may_evict_the_counts_is_refused_at_start(
+    hasher: Hasher, tmp_path: Path
+) -> None:
+    """Finding 2: under maxmemory-policy volatile-lru a queue flood evicted the counts and
+    guessing resumed inside the window. A worker whose Redis has maxmemory 64mb and volatile-lru
+    exits at start with one line saying so; with noeviction it serves, `account-reset health`
+    says the counts cannot be evicted, and turns unhealthy once the policy is changed live."""
+    database_url = sqlite_database(tmp_path)
+    seeder = Seeder(database_url, hasher)
+    with PrivateRedis() as private:
+        admin = redis.Redis.from_url(private.url)
+        admin.config_set("maxmemory", "64mb")
+        admin.config_set("maxmemory-policy", "volatile-lru")
+        env = worker_env(redis_url=private.url, database_url=database_url)
+        refused = WorkerProcess(env=env, log_path=tmp_path / "refused.log").start()
+        assert refused.process is not None
+        exit_code = refused.process.wait(timeout=DEADLINE_S)
+        refusal = [line for line in refused.log().splitlines() if "refusing to start" in line]
+
+        admin.config_set("maxmemory-policy", "noeviction")
+        serving = WorkerProcess(env=env, log_path=tmp_path / "serving.log").start()
+        try:
+            user = seeder.account()
+            client = AccountResetClient(
+                ClientSettings(
+                    broker_url=private.url,
+                    queue=env["ACCOUNT_RESET_QUEUE"],
+                    events_stream=env["ACCOUNT_RESET_EVENTS_STREAM"],
+                )
+            )
+            served = client.wait(client.reset_session_key(user.accountid), timeout_s=DEADLINE_S)
+            client.close()
+            healthy = health_once_noted(env)
+            admin.config_set("maxmemory-policy", "allkeys-lru")
+            unhealthy = health(env)
+        finally:
+            serving.stop()
+            seeder.engine.dispose()
+            admin.close()
+
+    print(f"\nvolatile-lru: exit {exit_code}, {refusal}\nnoeviction: {served.status}, health:"
+          f" {healthy.stdout.strip()}\nallkeys-lru live: {unhealthy.stderr.strip()}")  # fmt: skip
+    assert exit_code != 0
+    assert refusal == [
+        "refusing to start: the Redis holding the attempt counts (ACCOUNT_RESET_EVENTS_URL, else"
+        " _BROKER_URL) has maxmemory 67108864 bytes with maxmemory-policy volatile-lru, so it may"
+        " evict the counts and let guessing resume: set maxmemory-policy noeviction there (or"
+        " maxmemory 0)"
+    ]
+    assert served.status == "success"
+    assert healthy.returncode == 0
+    assert "attempt counts cannot be evicted (maxmemory 67108864, maxmemory-policy noeviction)" in (
+        healthy.stdout
+    )
+    assert unhealthy.returncode == 1
+    assert "maxmemory-policy allkeys-lru" in unhealthy.stderr

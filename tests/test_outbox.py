@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import sqlalchemy as sa
 
 from client.events import stream_outcomes, wait_for_outcomes
-from schemas import CommandOutcome
+from schemas import CommandOutcome, ResetSessionKey
+from tasks import handlers
 from tests.conftest import Seeder
 from tests.faults.services import PrivateRedis
 from tests.support import (
@@ -71,7 +73,7 @@ def committed(
         accountid=accountid,
     )
     with UnitOfWork(relay.sessions) as uow:
-        uow.record_outcome(outcome)
+        uow.record_outcome(outcome, scope=appid, fingerprint=None)
         if commit:
             uow.commit()
     return outcome
@@ -127,11 +129,12 @@ def test_published_outcomes_are_pruned_after_the_retention(relay: OutboxRelay) -
         uow.mark_published([outcome.event_id], datetime.now(UTC))
         uow.commit()
     relay.relay_once(datetime.now(UTC) + RETENTION - timedelta(minutes=1))
+    key = {"scope": "test-app", "command_id": outcome.command_id}
     with UnitOfWork(relay.sessions) as uow:
-        assert uow.recorded_outcome(outcome.command_id) is not None
+        assert uow.recorded_outcome(**key) is not None
     relay.relay_once(datetime.now(UTC) + RETENTION + timedelta(minutes=1))
     with UnitOfWork(relay.sessions) as uow:
-        assert uow.recorded_outcome(outcome.command_id) is None
+        assert uow.recorded_outcome(**key) is None
 
 
 def test_an_event_that_could_not_be_published_is_relayed_once_redis_is_back(
@@ -210,3 +213,63 @@ def test_events_older_than_the_retention_are_trimmed_from_the_stream(
 
     assert kept >= 3
     assert client.xlen(stream) == 0
+
+
+@pytest.fixture
+def runtime_from(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, str]], Any]]:
+    """This process's worker runtime, built from a worker env as a pool child builds it."""
+    from worker import bootstrap
+    from worker.settings import get_settings
+
+    def build(env: dict[str, str]) -> bootstrap.Runtime:
+        for name, value in env.items():
+            if name.startswith("ACCOUNT_RESET_"):
+                monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        if bootstrap._runtime is not None:
+            bootstrap._runtime.engine.dispose()
+        bootstrap._runtime = None
+        return bootstrap.runtime()
+
+    yield build
+    if bootstrap._runtime is not None:
+        bootstrap._runtime.engine.dispose()
+    bootstrap._runtime = None
+    get_settings.cache_clear()
+
+
+def test_finding_6_the_final_failure_path_forgets_the_cache_entry(
+    runtime_from: Callable[[dict[str, str]], Any],
+    redis_url: str,
+    database_url: str,
+    seeder: Seeder,
+    redis_client: redis.Redis,
+) -> None:
+    """Finding 6 (secrets issue): a session reset whose task died after the commit left the
+    dashboard serving the cached account when the final-failure path published the outcome.
+    Here the commit happens while the cache is out of reach (the entry stays), the task then
+    fails for good, and `on_failure` publishes the recorded success: the entry is gone."""
+    from tasks.entrypoints import reset_session_key
+    from worker.command_task import RetriesExhausted
+
+    user = seeder.account()
+    env = worker_env(redis_url=redis_url, database_url=database_url)
+    redis_client.set(user.accountid, "{}")  # the dashboard's cache entry for the account
+    payload = {"accountid": user.accountid, "requester_accountid": user.accountid,
+               "command_id": unique("final")}  # fmt: skip
+    cache_down = runtime_from({**env, "ACCOUNT_RESET_CACHE_URL": "redis://127.0.0.1:1/0"})
+    first = cache_down.processor.run(
+        ResetSessionKey, handlers.reset_session_key, args=(), payload=payload, task_id="t-1"
+    )
+    assert first.status == "success"
+    assert redis_client.exists(user.accountid) == 1, "the cache was out of reach"
+
+    runtime_from(env)
+    reset_session_key.on_failure(RetriesExhausted("ConnectionError"), "t-1", (), payload, None)
+
+    assert redis_client.exists(user.accountid) == 0
+    stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
+    published = [e for e in stream_outcomes(redis_client, stream) if e.event_id == first.event_id]
+    assert len(published) == 2  # by the task, then by the final-failure path: one event_id
+    assert seeder.load(user.accountid).session_key_number == 2
+    redis_client.delete(stream)

@@ -38,7 +38,7 @@ def client_for(worker: WorkerProcess) -> AccountResetClient:
             broker_url=env["ACCOUNT_RESET_BROKER_URL"],
             queue=env["ACCOUNT_RESET_QUEUE"],
             events_stream=env["ACCOUNT_RESET_EVENTS_STREAM"],
-            payload_key=env["ACCOUNT_RESET_PAYLOAD_KEY"],
+            sealing_public_key=env["ACCOUNT_RESET_SEALING_PUBLIC_KEY"],
         )
     )
 
@@ -97,16 +97,16 @@ def test_enqueue_reset_account_password_reads_secrets_from_stdin(
     code = seeder.code(user)
     password = unique("stdin-password")[:40]
     done = run_cli(
-        running_worker.env, "enqueue", "reset-account-password", "--username", user.username,
-        "--wait", "30", stdin=f"{code}\n{password}\n",
+        running_worker.env, "enqueue", "reset-account-password",
+        "--wait", "30", stdin=f"{user.username}\n{code}\n{password}\n",
     )  # fmt: skip
     assert done.stdout.splitlines()[-1] == "outcomes: success 1"
     account = seeder.load(user.accountid)
     assert seeder.hasher.password_matches(password, account.password_hash or "")
     assert password not in done.stdout + done.stderr
     refused = run_cli(
-        running_worker.env, "enqueue", "reset-account-password", "--username", user.username,
-        "--wait", "30", stdin=f"{code}\n{password}\n", check=False,
+        running_worker.env, "enqueue", "reset-account-password",
+        "--wait", "30", stdin=f"{user.username}\n{code}\n{password}\n", check=False,
     )  # fmt: skip
     assert refused.returncode == 1
     assert refused.stdout.splitlines()[-1] == "outcomes: invalid-reset-code 1"
@@ -115,11 +115,40 @@ def test_enqueue_reset_account_password_reads_secrets_from_stdin(
 def test_there_is_no_option_for_a_secret_on_the_command_line(running_worker: WorkerProcess) -> None:
     for option in ("--new-password", "--password", "--secret-code", "--code"):
         refused = run_cli(
-            running_worker.env, "enqueue", "reset-account-password", "--username", "someone",
-            option, "x", check=False,
-        )  # fmt: skip
+            running_worker.env, "enqueue", "reset-account-password", option, "x", check=False
+        )
         assert refused.returncode == 2
         assert "No such option" in refused.stderr
+
+
+def test_finding_7_the_username_is_never_an_argument(
+    running_worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    """Finding 7: `enqueue --username` put a username in the process list. The option is
+    refused before anything is sent, saying where the username goes instead."""
+    queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
+    before = redis_client.llen(queue)
+    refused = run_cli(
+        running_worker.env, "enqueue", "reset-account-password", "--username", "process-list",
+        stdin="code\npassword\n", check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "process list" in refused.stderr
+    assert "first line of standard input" in refused.stderr
+    assert redis_client.llen(queue) == before
+    assert (
+        "--username"
+        not in run_cli(running_worker.env, "enqueue", "reset-account-password", "--help").stdout
+    )
+
+
+def test_two_lines_of_standard_input_are_refused_as_too_few(running_worker: WorkerProcess) -> None:
+    refused = run_cli(
+        running_worker.env, "enqueue", "reset-account-password",
+        stdin="code\npassword\n", check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "the username, the reset code and the password" in refused.stderr
 
 
 def test_enqueue_from_a_file_ends_many_accounts_sessions(

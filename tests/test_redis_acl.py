@@ -5,8 +5,10 @@ stream only.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,3 +111,93 @@ def test_the_producer_pushes_but_reads_nothing_and_the_worker_runs_as_its_user(
     assert refused == dict.fromkeys(refused, True)
     assert worker_denials == []
     assert len(auditor.xrange(stream) or []) == 2
+
+
+def test_finding_7_waiting_needs_the_auditors_rights_and_says_so(
+    acl_redis: PrivateRedis, database_url: str
+) -> None:
+    """Finding 7: `client.wait` as the producer ACL user failed with a NoPermissionError
+    traceback. It now says, in one line, to read events as the auditor; with
+    ACCOUNT_RESET_EVENTS_URL as the auditor user the same client waits and gets its event."""
+    from schemas import CommandOutcome
+    from schemas.events import EVENT_FIELD
+    from tests.support import unique
+
+    env = worker_env(redis_url=acl_redis.url, database_url=database_url)
+    load_acl_users(acl_redis, env)
+    queue, stream = env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"]
+    as_producer = ClientSettings(
+        broker_url=url_for(acl_redis, "producer"), queue=queue, events_stream=stream
+    )
+    with AccountResetClient(as_producer) as client:
+        command_id = client.reset_session_key(unique("acct"))
+        with pytest.raises(PermissionError, match="as the auditor user"):
+            client.wait(command_id, timeout_s=5)
+    outcome = CommandOutcome.success(
+        command_id=command_id, command="reset-session-key", appid="test-app", accountid="a"
+    )
+    redis.Redis.from_url(acl_redis.url).xadd(stream, {EVENT_FIELD: outcome.model_dump_json()})
+    waiting = as_producer.model_copy(update={"events_url": url_for(acl_redis, "auditor")})
+    with AccountResetClient(waiting) as client:
+        client.reset_session_key(unique("acct"), command_id=command_id)
+        assert client.wait(command_id, timeout_s=30).event_id == outcome.event_id
+
+
+def test_the_acl_file_shuts_the_default_user_out_and_stores_no_password(tmp_path: Path) -> None:
+    """What compose loads (`redis-server --aclfile`): `redis-acl --acl-file` writes the three
+    users with their passwords' SHA-256 (no password in the file), and the default user may PING
+    and nothing else (finding 5: compose ran Redis open)."""
+    from tests.support import worker_env
+    from worker.embedded_redis import free_port
+
+    passwords = {role: f"acl-file-pw-{role}" for role in ("producer", "worker", "auditor")}
+    env = worker_env(redis_url="redis://127.0.0.1:1/0", database_url="sqlite:///unused.db")
+    env |= {f"ACCOUNT_RESET_ACL_{role.upper()}_PASSWORD": pw for role, pw in passwords.items()}
+    written = subprocess.run(
+        [CLI, "redis-acl", "--acl-file"], env=env, capture_output=True, text=True, check=True,
+        timeout=60,
+    ).stdout  # fmt: skip
+    assert not any(pw in written for pw in passwords.values())
+    acl_path = tmp_path / "users.acl"
+    acl_path.write_text(written)
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--aclfile", str(acl_path), "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        anonymous = redis.Redis(port=port)
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            try:
+                assert anonymous.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # the server's start; the deadline bounds it
+        assert denied(lambda: anonymous.lrange(env["ACCOUNT_RESET_QUEUE"], 0, -1))
+        assert denied(lambda: anonymous.lpush(env["ACCOUNT_RESET_QUEUE"], "x"))
+        producer = redis.Redis(port=port, username="account-reset-producer",
+                               password=passwords["producer"])  # fmt: skip
+        assert producer.lpush(env["ACCOUNT_RESET_QUEUE"], "x") == 1
+        assert denied(lambda: producer.lrange(env["ACCOUNT_RESET_QUEUE"], 0, -1))
+        worker = redis.Redis(port=port, username="account-reset-worker",
+                             password=passwords["worker"])  # fmt: skip
+        assert worker.lrange(env["ACCOUNT_RESET_QUEUE"], 0, -1) == [b"x"]
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, username="account-reset-worker", password="wrong").ping()
+    finally:
+        server.terminate()
+        server.wait(timeout=DEADLINE_S)
+
+
+def test_the_acl_file_needs_every_password() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCOUNT_RESET")}
+    refused = subprocess.run(
+        [CLI, "redis-acl", "--acl-file"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    assert "ACCOUNT_RESET_ACL_PRODUCER_PASSWORD" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -398,30 +398,6 @@ def test_same_command_id_applies_once_and_replays_the_same_event(
     assert [event.event_id for event in events] == [first.event_id] * 2
 
 
-def test_a_command_id_taken_by_the_other_command_is_invalid_payload(
-    processor: CommandProcessor, seeder: Seeder
-) -> None:
-    user = seeder.account()
-    command_id = unique("cmd")
-    first = reset_session_key(
-        processor, accountid=user.accountid, requester_accountid=user.accountid,
-        command_id=command_id,
-    )  # fmt: skip
-    second = reset_password(
-        processor, command_id=command_id,
-        **password_payload(user.username, NEW_PASSWORD, seeder.code(user)),
-    )  # fmt: skip
-    assert first.status == "success"
-    assert (second.command, second.code) == ("reset-account-password", "invalid-payload")
-    assert second.event_id != first.event_id
-    assert seeder.codes_of(user.accountid) == 1  # nothing applied
-    replay = reset_session_key(
-        processor, accountid=user.accountid, requester_accountid=user.accountid,
-        command_id=command_id,
-    )  # fmt: skip
-    assert replay == first
-
-
 def test_event_carries_the_contract_fields_and_no_secret(
     processor: CommandProcessor, seeder: Seeder, redis_client: redis.Redis
 ) -> None:

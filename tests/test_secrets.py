@@ -26,7 +26,7 @@ from client.events import stream_outcomes, wait_for_outcomes
 from tests.conftest import Seeder
 from tests.faults.services import PrivateRedis
 from tests.support import (
-    TEST_PAYLOAD_KEY,
+    TEST_SEALING_PUBLIC_KEY,
     TaskEventRecorder,
     WorkerProcess,
     raw_protocol2_message,
@@ -112,7 +112,7 @@ def test_no_secret_in_redis_its_aof_the_logs_or_the_task_events(
     )
     client = redis.Redis.from_url(url)
     settings = ClientSettings(
-        broker_url=url, queue=env["ACCOUNT_RESET_QUEUE"], payload_key=TEST_PAYLOAD_KEY
+        broker_url=url, queue=env["ACCOUNT_RESET_QUEUE"], sealing_public_key=TEST_SEALING_PUBLIC_KEY
     )
     producer = AccountResetClient(settings)
     user, other = seeder.account(), seeder.account()

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from pydantic import SecretStr
 
 from client import AccountResetClient
 from client.events import stream_outcomes
 from client.settings import ClientSettings
 from tests.conftest import Seeder
-from tests.support import TEST_PAYLOAD_KEY, WorkerProcess, unique, worker_env
+from tests.support import TEST_SEALING_PUBLIC_KEY, WorkerProcess, unique, worker_env
 from worker.hashing import Hasher
 from worker.migrate import upgrade
 
@@ -60,7 +59,7 @@ def _client(env: dict[str, str], *, sessions_queue: bool) -> AccountResetClient:
             queue=env["ACCOUNT_RESET_QUEUE"],
             sessions_queue=env["ACCOUNT_RESET_SESSIONS_QUEUE"] if sessions_queue else None,
             events_stream=env["ACCOUNT_RESET_EVENTS_STREAM"],
-            payload_key=SecretStr(TEST_PAYLOAD_KEY),
+            sealing_public_key=TEST_SEALING_PUBLIC_KEY,
         )
     )
 

@@ -25,6 +25,7 @@ def test_settings_come_from_account_reset_variables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ACCOUNT_RESET_BROKER_URL", "redis://example:6379/2")
     monkeypatch.setenv("ACCOUNT_RESET_CACHE_URL", "redis://cache:6379/0")
     monkeypatch.setenv("ACCOUNT_RESET_APPID", "my-app")
+    monkeypatch.setenv("ACCOUNT_RESET_HASH_KEY", "k" * 16)
     settings = Settings()
     assert (settings.queue, settings.broker_url) == ("q", "redis://example:6379/2")
     assert (settings.cache_url, settings.appid) == ("redis://cache:6379/0", "my-app")
@@ -36,8 +37,94 @@ def test_production_refuses_the_development_hash_key(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("ACCOUNT_RESET_HASH_KEY", raising=False)
     with pytest.raises(ValidationError, match="ACCOUNT_RESET_HASH_KEY"):
         Settings()
-    monkeypatch.setenv("ACCOUNT_RESET_HASH_KEY", "a-real-key")
-    assert Settings().hash_key.get_secret_value() == "a-real-key"
+    monkeypatch.setenv("ACCOUNT_RESET_HASH_KEY", "a-real-key-of-some-length")
+    assert Settings().hash_key.get_secret_value() == "a-real-key-of-some-length"
+
+
+REAL_BROKER = "redis://example:6379/0"
+GOOD_KEY = "k" * 16
+
+
+@pytest.mark.parametrize("environment", [None, "development", "production"])
+def test_finding_5_a_real_broker_refuses_the_placeholder_key_whatever_environment_says(
+    monkeypatch: pytest.MonkeyPatch, environment: str | None
+) -> None:
+    """Finding 5: with ENVIRONMENT unset, a worker on a real broker silently used the public
+    placeholder hash key. Now no ENVIRONMENT lets a real broker run with it."""
+    monkeypatch.delenv("ACCOUNT_RESET_HASH_KEY", raising=False)
+    monkeypatch.delenv("ACCOUNT_RESET_ENVIRONMENT", raising=False)
+    given = {} if environment is None else {"environment": environment}
+    with pytest.raises(ValidationError, match="ACCOUNT_RESET_HASH_KEY must be set"):
+        Settings(broker_url=REAL_BROKER, **given)  # type: ignore[arg-type]
+
+
+def test_the_placeholder_key_serves_only_the_embedded_redis_in_development(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ACCOUNT_RESET_HASH_KEY", raising=False)
+    monkeypatch.delenv("ACCOUNT_RESET_BROKER_URL", raising=False)
+    monkeypatch.delenv("ACCOUNT_RESET_ENVIRONMENT", raising=False)
+    assert Settings().is_development
+    assert Settings(environment="development").is_development
+
+
+def test_the_embedded_redis_handed_to_a_workers_processes_is_still_development(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`account-reset worker` and the demo give their processes the embedded Redis's URL, marked
+    EMBEDDED_BROKER: still development, unless production is said."""
+    monkeypatch.delenv("ACCOUNT_RESET_HASH_KEY", raising=False)
+    monkeypatch.delenv("ACCOUNT_RESET_ENVIRONMENT", raising=False)
+    embedded = Settings(broker_url="redis://127.0.0.1:1234/0", embedded_broker=True)
+    assert embedded.is_development
+    with pytest.raises(ValidationError, match="ACCOUNT_RESET_HASH_KEY must be set"):
+        Settings(broker_url="redis://127.0.0.1:1234/0", embedded_broker=True,
+                 environment="production")  # fmt: skip
+
+
+@pytest.mark.parametrize("environment", [None, "production"])
+def test_finding_5_hash_key_a_is_refused_outside_development(
+    monkeypatch: pytest.MonkeyPatch, environment: str | None
+) -> None:
+    """Finding 5: `HASH_KEY=a` was accepted. Outside development (ENVIRONMENT=production, or
+    unset on a real broker) a key under 16 characters is refused, without echoing it."""
+    monkeypatch.delenv("ACCOUNT_RESET_ENVIRONMENT", raising=False)
+    given = {} if environment is None else {"environment": environment}
+    for short in ("a", "short-secret-15"):
+        with pytest.raises(ValidationError, match="at least 16 characters") as refused:
+            Settings(broker_url=REAL_BROKER, hash_key=short, **given)  # type: ignore[arg-type]
+        assert "short-secret" not in str(refused.value)
+    assert Settings(broker_url=REAL_BROKER, hash_key=GOOD_KEY, **given).bcrypt_rounds == 12  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("environment", [None, "production"])
+def test_finding_5_bcrypt_cost_4_is_refused_outside_development(
+    monkeypatch: pytest.MonkeyPatch, environment: str | None
+) -> None:
+    """Finding 5: bcrypt cost 4 was accepted. Outside development the minimum is 10, the
+    dashboard's own default; development (said explicitly) still takes less, for tests."""
+    monkeypatch.delenv("ACCOUNT_RESET_ENVIRONMENT", raising=False)
+    given = {} if environment is None else {"environment": environment}
+    for rounds in (4, 9):
+        with pytest.raises(ValidationError, match="BCRYPT_ROUNDS must be at least 10"):
+            Settings(broker_url=REAL_BROKER, hash_key=GOOD_KEY, bcrypt_rounds=rounds, **given)  # type: ignore[arg-type]
+    assert Settings(broker_url=REAL_BROKER, hash_key=GOOD_KEY, bcrypt_rounds=10, **given)  # type: ignore[arg-type]
+    lenient = Settings(
+        environment="development", broker_url=REAL_BROKER, hash_key="short", bcrypt_rounds=4
+    )
+    assert lenient.bcrypt_rounds == 4
+
+
+def test_the_stock_dashboard_mode_needs_no_key_in_production_but_a_real_bcrypt_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one exception: HASH_MODE=unkeyed is the operator's explicit choice (it warns at
+    start); its bcrypt cost is still held to the minimum."""
+    monkeypatch.delenv("ACCOUNT_RESET_HASH_KEY", raising=False)
+    monkeypatch.delenv("ACCOUNT_RESET_ENVIRONMENT", raising=False)
+    assert Settings(broker_url=REAL_BROKER, hash_mode="unkeyed").dashboard_key == ""
+    with pytest.raises(ValidationError, match="BCRYPT_ROUNDS"):
+        Settings(broker_url=REAL_BROKER, hash_mode="unkeyed", bcrypt_rounds=4)
 
 
 def test_hash_key_never_shows_in_a_repr(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,14 +182,22 @@ def test_security_settings_have_the_contracts_names_and_defaults(
     assert configured.code_ttl_seconds == 3600
 
 
-def test_requiring_sealed_secrets_needs_a_payload_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_requiring_sealed_secrets_needs_sealing_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared Fernet key alone no longer opens producers' fields (legacy, by setting only)."""
     from cryptography.fernet import Fernet
 
-    monkeypatch.delenv("ACCOUNT_RESET_PAYLOAD_KEY", raising=False)
+    from tests.support import TEST_SEALING_KEYS_JSON
+
+    for name in ("PAYLOAD_KEY", "SEALING_KEYS", "SEALING_KEYS_FILE", "LEGACY_FERNET_SEALED"):
+        monkeypatch.delenv(f"ACCOUNT_RESET_{name}", raising=False)
     monkeypatch.setenv("ACCOUNT_RESET_REQUIRE_SEALED", "true")
-    with pytest.raises(ValidationError, match="ACCOUNT_RESET_PAYLOAD_KEY"):
-        Settings()
     monkeypatch.setenv("ACCOUNT_RESET_PAYLOAD_KEY", Fernet.generate_key().decode())
+    with pytest.raises(ValidationError, match="ACCOUNT_RESET_SEALING_KEYS"):
+        Settings()
+    monkeypatch.setenv("ACCOUNT_RESET_LEGACY_FERNET_SEALED", "true")
+    assert Settings().require_sealed is True
+    monkeypatch.delenv("ACCOUNT_RESET_LEGACY_FERNET_SEALED")
+    monkeypatch.setenv("ACCOUNT_RESET_SEALING_KEYS", TEST_SEALING_KEYS_JSON)
     assert Settings().require_sealed is True
 
 

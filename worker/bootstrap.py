@@ -15,13 +15,15 @@ from zoneinfo import ZoneInfo
 import redis
 from sqlalchemy import Engine
 
+from schemas import ExceptionCode
 from worker.cache import DashboardCache
-from worker.code_attempts import CodeAttempts
+from worker.code_attempts import CodeAttempts, counts_naming_key
 from worker.dashboard_bookkeeping import DashboardBookkeeping
 from worker.database import create_db_engine, session_factory
 from worker.dead_letters import DeadLetterBox
 from worker.embedded_redis import shared_embedded_redis
 from worker.events import EventStream
+from worker.fingerprints import RequestFingerprints
 from worker.hashing import Hasher
 from worker.outbox import OutboxRelay
 from worker.processing import CommandProcessor
@@ -78,6 +80,19 @@ def warn_of_weak_settings(settings: Settings) -> None:
             " username, reset-code and session hashes are unkeyed (anyone who reads the database"
             " can test guesses offline); set a key in the dashboard and HASH_KEY here"
         )
+    if settings.fingerprint_secret is None:
+        log.warning(
+            "ACCOUNT_RESET_IDEMPOTENCY_KEY unset in unkeyed mode: request fingerprints leave out"
+            " username, secret-code and new-password, so a different password reset sent under"
+            " a used command_id in the same appid is answered with the recorded outcome; set"
+            " ACCOUNT_RESET_IDEMPOTENCY_KEY (16 characters or more)"
+        )
+
+
+def request_fingerprints(settings: Settings) -> RequestFingerprints:
+    """What binds a recorded outcome to its request (IDEMPOTENCY_KEY, else HASH_KEY)."""
+    secret = settings.fingerprint_secret
+    return RequestFingerprints(key=None) if secret is None else RequestFingerprints.keyed(secret)
 
 
 def dashboard_bookkeeping(
@@ -93,6 +108,19 @@ def dashboard_bookkeeping(
     )
 
 
+def sealed_fields(settings: Settings) -> SealedFields:
+    """What opens producers' sealed fields: the sealing keys, and Fernet only when the legacy
+    format is switched on (PAYLOAD_KEY otherwise seals dead letters alone)."""
+    key = settings.payload_key if settings.legacy_fernet_sealed else None
+    return SealedFields(
+        keys=settings.sealing_key_set,
+        required=settings.require_sealed,
+        max_field_length=settings.max_field_length,
+        max_age_s=settings.sealed_max_age_s,
+        legacy=payload_sealer(key) if key is not None else None,
+    )
+
+
 def rule_deps(settings: Settings, client: redis.Redis) -> RuleDeps:
     ttl = settings.code_ttl_seconds
     return RuleDeps(
@@ -102,6 +130,12 @@ def rule_deps(settings: Settings, client: redis.Redis) -> RuleDeps:
             key_prefix=settings.attempts_key_prefix,
             max_attempts=settings.max_code_attempts,
             window_s=settings.attempt_window_seconds,
+            # A stock dashboard (unkeyed, key "") has no secret to name counts by.
+            naming_key=counts_naming_key(settings.dashboard_key or None),
+            max_source_attempts=settings.max_source_attempts,
+            source_window_s=settings.source_attempt_window_seconds,
+            max_appid_attempts=settings.max_appid_attempts,
+            appid_window_s=settings.appid_attempt_window_seconds,
         ),
         code_ttl=_seconds(ttl),
     )
@@ -125,15 +159,13 @@ def build_runtime(settings: Settings) -> Runtime:
     processor = CommandProcessor(
         sessions=sessions,
         deps=rule_deps(settings, events.client),
-        sealed=SealedFields(
-            sealer=payload_sealer(settings.payload_key) if settings.payload_key else None,
-            required=settings.require_sealed,
-            max_field_length=settings.max_field_length,
-        ),
+        sealed=sealed_fields(settings),
         events=events,
         dashboard=bookkeeping,
         limits=settings.limits,
         default_appid=settings.appid,
+        fingerprints=request_fingerprints(settings),
+        conflict_code=ExceptionCode(settings.command_id_conflict_code),
     )
     relay = OutboxRelay(
         sessions=sessions,

@@ -8,12 +8,15 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
-from worker.bootstrap import broker_url, warn_of_weak_settings
+from client.signing import enable_signing
+from worker.bootstrap import broker_url, events_url, warn_of_weak_settings
 from worker.drain_step import DrainOnShutdown
 from worker.health_step import HealthNotes
+from worker.message_signing import register_checked_serializer, worker_signing_config
 from worker.metrics import prepare_multiprocess_dir
 from worker.metrics_step import MetricsStep
 from worker.redaction import RefusedMessageFilter
+from worker.redis_eviction import refuse_an_evicting_redis
 from worker.relay_step import OutboxRelayStep
 from worker.settings import Settings, get_settings
 
@@ -46,6 +49,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": settings.task_events,
         "worker_hijack_root_logger": False,
         "worker_consumer": "worker.consumer:DeadLetteringConsumer",
+        # Signing set: Celery's auth serializer replaces JSON for sending and accepting.
+        **worker_signing_config(settings),
     }
 
 
@@ -89,6 +94,12 @@ def _warn_of_weak_settings(**_kwargs: Any) -> None:
 
 
 @worker_init.connect
+def _refuse_a_redis_that_could_evict_the_counts(**_kwargs: Any) -> None:
+    # In the main process, before the pool forks: a refusal ends the worker with one line.
+    refuse_an_evicting_redis(events_url(get_settings()))
+
+
+@worker_init.connect
 def _metrics_files_shared_by_the_pool(**_kwargs: Any) -> None:
     # Before the pool forks and before prometheus-client is imported (worker/metrics.py).
     if get_settings().metrics_port is not None:
@@ -120,3 +131,13 @@ app.steps["worker"].add(OutboxRelayStep)
 app.steps["worker"].add(MetricsStep)
 app.steps["consumer"].add(DrainOnShutdown)
 app.steps["consumer"].add(HealthNotes)
+
+
+@app.on_after_configure.connect
+def _sign_and_verify_when_set(sender: Celery, **_kwargs: Any) -> None:
+    """Celery's signing set-up, in every process that loads this app (the worker's main process
+    before its pool forks, and `account-reset failed retry`), before anything is sent or read."""
+    settings = get_settings()
+    if settings.signing_cert_store is not None:
+        enable_signing(sender)
+        register_checked_serializer(settings)

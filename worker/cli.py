@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -17,13 +18,22 @@ from worker.settings import get_settings
 
 if TYPE_CHECKING:
     from worker.dead_letters import DeadLetter, DeadLetterBox
+    from worker.sealing_keys import SealingKeys
 
 DEMO_WIDTH = 190
 
 
+# A producer's and an audit consumer's commands: they need Redis (or nothing),
+# never the worker's settings, which they would have to satisfy with the worker's secrets.
+NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events"})
+
+
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """account-reset-worker: applies account-security commands from a Redis queue."""
+    if ctx.invoked_subcommand in NO_WORKER_SETTINGS:
+        return
     try:
         get_settings()
     except ValidationError as error:
@@ -51,13 +61,19 @@ def worker(sessions: bool, celery_args: tuple[str, ...]) -> None:
         get_settings.cache_clear()
     from worker.bootstrap import broker_url
     from worker.celery_app import app
+    from worker.message_signing import worker_signing_config
 
     settings = get_settings()
+    try:
+        worker_signing_config(settings)
+    except ValueError as problem:  # a producer's signing settings, on a worker
+        raise click.ClickException(str(problem)) from None
     url = broker_url(settings)
     if settings.broker_url is None:
         click.echo(f"No ACCOUNT_RESET_BROKER_URL: embedded Redis listening at {url}", err=True)
         # Producers on this machine find the embedded broker under the usual variable.
         os.environ["ACCOUNT_RESET_BROKER_URL"] = url
+        os.environ["ACCOUNT_RESET_EMBEDDED_BROKER"] = "true"
     argv = [
         "worker",
         f"--queues={settings.consumed_queue}",
@@ -145,7 +161,7 @@ def failed_retry(letter_ids: tuple[str, ...], retry_all: bool) -> None:
     refused = 0
     for letter in letters:
         try:
-            payload = box.payload(letter)
+            payload = _resealed(box.payload(letter), command=str(letter.task))
         except (NotRetryable, SealError) as why:
             refused += 1
             click.echo(f"{letter.letter_id}: not retried, {why}", err=True)
@@ -175,6 +191,17 @@ def failed_drop(letter_ids: tuple[str, ...], drop_all: bool) -> None:
         click.echo(f"{letter.letter_id}: dropped")
 
 
+def _resealed(payload: dict[str, Any], *, command: str) -> dict[str, Any]:
+    """The letter's JWE fields sealed again, stamped now: those it kept were stamped when the
+    command was first sent, and would be refused as expired."""
+    from worker.sealed_fields import resealed
+
+    keys = get_settings().sealing_key_set
+    if keys is None:
+        return payload
+    return resealed(payload, keys=keys, command=command, command_id=str(payload["command_id"]))
+
+
 def _dead_letters() -> DeadLetterBox:
     from worker.bootstrap import dead_letter_box
 
@@ -195,12 +222,54 @@ def _chosen(
     return [letter for letter in letters if letter is not None]
 
 
+@main.group("sealing-keys")
+def sealing_keys() -> None:
+    """The worker's sealing keys (ACCOUNT_RESET_SEALING_KEYS), and the public key producers use."""
+
+
+KEYS_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@sealing_keys.command("new")
+@click.option("--keys-file", type=KEYS_FILE, help="Keep this JWK Set's keys after the new one.")
+def sealing_keys_new(keys_file: Path | None) -> None:
+    """Print a JWK Set with a new private key first (then those of --keys-file, to rotate).
+
+    It opens every producer's secrets: write it where only the worker reads it, e.g.
+    `(umask 077; account-reset sealing-keys new > sealing-keys.json)`.
+    """
+    from worker.sealing_keys import SealingKeys
+
+    keeping = _key_set(keys_file) if keys_file else None
+    click.echo(json.dumps(SealingKeys.generated(keeping=keeping).private_jwk_set()))
+
+
+@sealing_keys.command("public")
+@click.option("--keys-file", type=KEYS_FILE, help="Read this JWK Set, not the worker's setting.")
+def sealing_keys_public(keys_file: Path | None) -> None:
+    """Print the newest key's public JWK: producers' ACCOUNT_RESET_SEALING_PUBLIC_KEY."""
+    keys = _key_set(keys_file) if keys_file else get_settings().sealing_key_set
+    if keys is None:
+        raise click.UsageError("no sealing keys: set ACCOUNT_RESET_SEALING_KEYS or --keys-file")
+    click.echo(json.dumps(keys.public_jwk()))
+
+
+def _key_set(path: Path) -> SealingKeys:
+    from worker.sealing_keys import SealingKeys
+
+    try:
+        return SealingKeys.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as why:
+        raise click.ClickException(f"--keys-file {path}: {why}") from None
+
+
 @main.command()
 def health() -> None:
     """Exit 0 only if this machine's worker consumed recently (a container liveness probe)."""
     import time
 
     from worker.health_step import last_consuming_at
+    from worker.redis_eviction import eviction_status
 
     settings = get_settings()
     noted = last_consuming_at(settings.health_file)
@@ -211,19 +280,39 @@ def health() -> None:
     if age > settings.health_max_age_s:
         click.echo(f"unhealthy: last consumed {age:.0f} s ago", err=True)
         raise SystemExit(1)
-    click.echo(f"healthy: consuming ({age:.1f} s ago)")
+    # Counts that could vanish are a worker not fit to serve, whatever else it does.
+    kept, said = eviction_status(settings.events_url or settings.broker_url)
+    if not kept:
+        click.echo(f"unhealthy: {said}", err=True)
+        raise SystemExit(1)
+    click.echo(f"healthy: consuming ({age:.1f} s ago); {said}")
 
 
 @main.command("redis-acl")
 @click.option("--prefix", default="account-reset", show_default=True, help="User name prefix.")
-def redis_acl(prefix: str) -> None:
+@click.option(
+    "--acl-file", is_flag=True,
+    help="Print an ACL file instead, passwords taken from ACCOUNT_RESET_ACL_PRODUCER_PASSWORD,"
+    " _WORKER_PASSWORD and _AUDITOR_PASSWORD (stored as SHA-256), the default user shut out.",
+)  # fmt: skip
+def redis_acl(prefix: str, acl_file: bool) -> None:
     """Print ACL SETUSER lines for the producer, worker and auditor users.
 
-    Add a password to each (`>secret`) and run them with redis-cli, or put them in an ACL file.
+    Add a password to each (`>secret`) and run them with redis-cli; or, with --acl-file, print
+    a file for `redis-server --aclfile` (what docker-compose.yml loads).
     """
-    from worker.redis_acl import setuser_lines
+    from worker.redis_acl import ROLES, acl_file_lines, setuser_lines
 
-    for line in setuser_lines(get_settings(), prefix):
+    if not acl_file:
+        for line in setuser_lines(get_settings(), prefix):
+            click.echo(line)
+        return
+    variables = {role: f"ACCOUNT_RESET_ACL_{role.upper()}_PASSWORD" for role in ROLES}
+    missing = [name for name in variables.values() if not os.environ.get(name)]
+    if missing:
+        raise click.UsageError(f"--acl-file needs {', '.join(missing)} (one password per user)")
+    passwords = {role: os.environ[name] for role, name in variables.items()}
+    for line in acl_file_lines(get_settings(), passwords, prefix):
         click.echo(line)
 
 

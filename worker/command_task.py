@@ -13,12 +13,12 @@ from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError, OperationalError
 from typing_extensions import override
 
-from schemas import CommandOutcome, ExceptionCode
+from schemas import COMMANDS, CommandOutcome, ExceptionCode
 from schemas.display import redacted_args, redacted_kwargs
 from worker.bootstrap import runtime
 from worker.dead_letters import Reason, sealed_letter
 from worker.metrics import metrics
-from worker.processing import C, Handler, command_id_of
+from worker.processing import Answer, C, Handler, command_id_of
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +107,25 @@ class CommandTask(Task[Any, str]):
 
         An outcome is recorded when the failure came after the commit (publishing, the cache):
         the command was applied, so its own event is what consumers must see (and the relay
-        publishes it, should Redis refuse here too). Otherwise the command is dead-lettered for
-        an operator to retry, and consumers are told `internal-error`.
+        publishes it, should Redis refuse here too). An outcome recorded for a different request
+        under this command_id is not this one's: it gets command-id-conflict. Otherwise the
+        command is dead-lettered for an operator to retry, and consumers are told
+        `internal-error`.
         """
         payload = kwargs if isinstance(kwargs, dict) else {}
         command_id = command_id_of(payload, task_id)
         parts = runtime()
-        recorded = parts.processor.recorded_outcome(command_id, command=self.name)
-        if recorded is not None:
-            # Left unmarked, as it is: the relay publishes it again, books kept or not.
-            parts.processor.dashboard.kept_after_commit(recorded)
-            parts.processor.events.publish(recorded)
+        positional = args if isinstance(args, list | tuple) else ()
+        known = parts.processor.recorded_answer(
+            COMMANDS[self.name], args=positional, payload=payload, task_id=task_id
+        )
+        if known is not None:
+            outcome, answer = known
+            if answer is Answer.REPLAYED:
+                # Left unmarked, as it is: the relay publishes it again, books kept or not.
+                parts.processor.dashboard.kept_after_commit(outcome)
+            # A refusal (command-id-conflict) is final too: the command_id is another request's.
+            parts.processor.events.publish(outcome)
             return
         exhausted = isinstance(exc, RetriesExhausted)
         letter = sealed_letter(

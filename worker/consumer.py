@@ -13,13 +13,14 @@ from typing import Any
 
 from celery.exceptions import InvalidTaskError
 from celery.worker.consumer import Consumer
-from kombu.exceptions import ContentDisallowed
+from kombu.exceptions import ContentDisallowed, DecodeError
 from typing_extensions import override
 
 from schemas import COMMANDS, CommandOutcome, ExceptionCode, ResetSessionKey
 from worker.bootstrap import runtime
 from worker.dead_letters import Reason, sealed_letter
-from worker.message_guard import MessageTooLarge
+from worker.message_guard import MessageTooLarge, decoded_body
+from worker.message_signing import Unverified
 from worker.processing import command_id_of
 from worker.settings import get_settings
 
@@ -47,7 +48,12 @@ class DeadLetteringConsumer(Consumer):
 
     @override
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
-        self._dead_letter(message, Reason.UNKNOWN_TASK, "no such task", kwargs=_kwargs(message))
+        unverified = _unverified(message)
+        if unverified is not None:
+            self._dead_letter(message, Reason.UNVERIFIED, str(unverified), answer=False)
+        else:
+            kwargs = _kwargs(message)
+            self._dead_letter(message, Reason.UNKNOWN_TASK, "no such task", kwargs=kwargs)
         super().on_unknown_task(body, message, exc)
 
     @override
@@ -55,6 +61,12 @@ class DeadLetteringConsumer(Consumer):
         # The entry is within MAX_ENTRY_BYTES (worker/redis_transport.py), so reading its body
         # for the producer's command_id costs a bounded amount, even when it is over the body
         # limit; a body that is not JSON has none, and the answer goes under the task id.
+        if isinstance(exc, Unverified):
+            # Unauthenticated: its body is never read, and it gets no answer, which would let
+            # anyone who can push publish a failure under any command_id.
+            self._dead_letter(message, Reason.UNVERIFIED, str(exc), answer=False)
+            super().on_invalid_task(body, message, exc)
+            return
         kwargs = None if isinstance(exc, ContentDisallowed) else _kwargs(message)
         if isinstance(exc, MessageTooLarge):
             self._dead_letter(message, Reason.TOO_LARGE, str(exc), kwargs=kwargs)
@@ -69,12 +81,21 @@ class DeadLetteringConsumer(Consumer):
 
     @override
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        detail = f"body does not decode ({type(exc).__name__})"
-        self._dead_letter(message, Reason.UNDECODABLE, detail)
+        # A message without a task header is decoded by Celery itself (protocol 1), unguarded.
+        # With signing, so is an unsigned remote-control message (`celery inspect`, Flower).
+        refused = exc.args[0] if isinstance(exc, DecodeError) and exc.args else None
+        if isinstance(refused, Unverified):
+            self._dead_letter(message, Reason.UNVERIFIED, str(refused), answer=False)
+        elif isinstance(exc, ContentDisallowed) and get_settings().signing:
+            unsigned = f"not signed (content type {str(message.content_type)[:100]!r})"
+            self._dead_letter(message, Reason.UNVERIFIED, unsigned, answer=False)
+        else:
+            detail = f"body does not decode ({type(exc).__name__})"
+            self._dead_letter(message, Reason.UNDECODABLE, detail)
         super().on_decode_error(message, exc)
 
     def _dead_letter(
-        self, message: Any, reason: Reason, detail: str, *, kwargs: Any = None
+        self, message: Any, reason: Reason, detail: str, *, kwargs: Any = None, answer: bool = True
     ) -> None:
         headers = message.headers if isinstance(message.headers, dict) else {}
         task, task_id = _text_or_none(headers.get("task")), _text_or_none(headers.get("id"))
@@ -93,7 +114,7 @@ class DeadLetteringConsumer(Consumer):
             "dead-lettered task %s id %s (%s: %s) as %s",
             letter.task, letter.task_id, reason.value, letter.detail, letter_id,
         )  # fmt: skip
-        if task in COMMAND_NAMES and task_id is not None:
+        if answer and task in COMMAND_NAMES and task_id is not None:
             # The producer named one of the commands: it gets an answer on the stream.
             payload = kwargs if isinstance(kwargs, dict) else {}
             parts.processor.events.publish(
@@ -115,13 +136,26 @@ def node_commands() -> frozenset[str]:
 
 
 def _kwargs(message: Any) -> Any:
-    """The keyword arguments of a decodable protocol 2 body, else None."""
+    """The keyword arguments of a decodable (with signing: verified) protocol 2 body, else None."""
     try:
-        body = message.decode()
+        body = decoded_body(message, get_settings())
     except (Exception, RecursionError):  # any body that does not decode has no kwargs to keep
         return None
     if isinstance(body, list | tuple) and len(body) == 3 and isinstance(body[1], dict):
         return body[1]
+    return None
+
+
+def _unverified(message: Any) -> Unverified | None:
+    """Why a message is refused for its signature, when signing is on and it is."""
+    if not get_settings().signing:
+        return None
+    try:
+        decoded_body(message, get_settings())
+    except Unverified as refused:
+        return refused
+    except (Exception, RecursionError):  # verified, but the body itself is at fault
+        return None
     return None
 
 

@@ -38,6 +38,8 @@ class Reason(StrEnum):
     INVALID_MESSAGE = "invalid-message"
     UNDECODABLE = "undecodable"
     TOO_LARGE = "too-large"
+    # Message signing on: not signed by a trusted certificate (the detail says how).
+    UNVERIFIED = "unverified"
 
 
 # Reasons a retry can cure: the fault was outside the message.

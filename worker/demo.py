@@ -138,6 +138,7 @@ def run_demo(console: Console, *, database_url: str | None = None) -> None:
         **os.environ,
         "ACCOUNT_RESET_ENVIRONMENT": "development",
         "ACCOUNT_RESET_BROKER_URL": broker.url,
+        "ACCOUNT_RESET_EMBEDDED_BROKER": "true",
         "ACCOUNT_RESET_DATABASE_URL": database_url or f"sqlite:///{workdir / 'accounts.db'}",
         "ACCOUNT_RESET_HEALTH_FILE": str(workdir / "worker.health"),
     }

@@ -10,6 +10,9 @@ otherwise reach the task, or steer the worker, from a message a producer wrote:
   the worker's own retry, a few seconds ahead, may wait), `expires`, `timelimit`, `shadow`, a
   `retries` count beyond the worker's own.
 
+With message signing on, a message not signed by a trusted certificate is refused first
+(worker/message_signing.py), and a signed command must carry its `command_id`.
+
 The consumer dead-letters what they refuse and answers a command with `invalid-payload`.
 """
 
@@ -23,6 +26,7 @@ from celery import Celery, Task
 from celery.exceptions import InvalidTaskError
 from celery.worker.strategy import default
 
+from worker.message_signing import verified_payload
 from worker.settings import Settings, get_settings
 
 StrategyHandler = Callable[..., Any]
@@ -52,8 +56,11 @@ def check_message(message: Any, *, max_bytes: int, settings: Settings | None = N
     size = len(message.body or b"")
     if size > max_bytes:
         raise MessageTooLarge(f"body of {size} bytes is over the limit of {max_bytes}")
-    check_headers(message.headers, settings or get_settings())
-    body = message.payload  # Celery's decoder: refuses content types other than JSON
+    settings = settings or get_settings()
+    # With signing, a message no trusted certificate signed is refused before anything of it
+    # (headers included) is acted on.
+    body = decoded_body(message, settings)
+    check_headers(message.headers, settings)
     if not (isinstance(body, list | tuple) and len(body) == 3):
         raise MalformedBody("body is not [args, kwargs, embed]")
     args, kwargs, embed = body
@@ -66,6 +73,23 @@ def check_message(message: Any, *, max_bytes: int, settings: Settings | None = N
     attached = [name for name in EMBEDDED if (embed or {}).get(name)]
     if attached:
         raise RefusedHeaders(f"the command carries {', '.join(attached)}: nothing may be attached")
+    if settings.signing and not _carries_a_command_id(kwargs):
+        # The headers are not signed: the task id, the default command_id, is the producer's
+        # word alone, so a captured body sent again under a new one would apply again.
+        raise MalformedBody("a signed command must carry its command_id in its kwargs")
+
+
+def decoded_body(message: Any, settings: Settings) -> Any:
+    """The body by Celery's decoder, which refuses content types other than those accepted;
+    with signing, only once a trusted certificate's signature holds (else Unverified)."""
+    if settings.signing_cert_store is None:
+        return message.payload
+    return verified_payload(message)
+
+
+def _carries_a_command_id(kwargs: dict[str, Any]) -> bool:
+    command_id = kwargs.get("command_id")
+    return isinstance(command_id, str) and bool(command_id)
 
 
 # Celery's protocol 2 headers (and kombu's mark of a restored message). Celery builds a task

@@ -67,6 +67,15 @@ class Metrics:
             "From the outcome's commit to its event on the stream, by who published it",
             ["by"], buckets=SECONDS_BUCKETS,
         )  # fmt: skip
+        self.guesses_checked: Counter = Counter(
+            "account_reset_guesses_checked",
+            "Reset codes checked: attempts every guessing limit let through, once per delivery",
+        )
+        self.guesses_refused: Counter = Counter(
+            "account_reset_guesses_refused",
+            "Reset-code attempts refused unchecked (too-many-attempts), by the limit used up",
+            ["limit"],
+        )
 
 
 def remove_multiprocess_dir() -> None:

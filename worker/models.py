@@ -89,7 +89,7 @@ _PRECISE_TIMESTAMP = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6),
 
 
 class OutcomeRecord(Base):
-    """The outcome of each command_id: the idempotency record and the event outbox in one.
+    """The outcome of each command_id in an appid: the idempotency record and the event outbox.
 
     Written in the same transaction as the update it records, so an applied command always has
     its outcome and a rolled-back one never does.
@@ -97,7 +97,12 @@ class OutcomeRecord(Base):
 
     __tablename__ = "account_reset_outcomes"
 
+    # The appid the command was processed under ("" for an unusable one): a command_id is
+    # unique within it, so producers of different appids cannot claim each other's ids.
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True, server_default="")
     command_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # The request's fingerprint (worker/fingerprints.py); NULL on rows recorded before 0003.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
     command: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))

@@ -11,7 +11,14 @@ Printed by `account-reset redis-acl`; each line gets a password (`>secret`) befo
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+
 from worker.settings import Settings
+
+ROLES = ("producer", "worker", "auditor")
+# In an ACL file, the default (unauthenticated) user may only answer a health check's PING.
+DEFAULT_USER = "user default on nopass resetchannels -@all +ping +hello +auth"
 
 CONNECT = ["+ping", "+hello", "+auth", "+client|setname", "+client|id"]
 # What kombu's producer does to publish: declare the queue's binding, then push.
@@ -64,3 +71,15 @@ def setuser_lines(settings: Settings, prefix: str = "account-reset") -> list[str
         " ".join(["ACL SETUSER", f"{prefix}-{role}", "reset", "on", *rules])
         for role, rules in acl_rules(settings).items()
     ]
+
+
+def acl_file_lines(
+    settings: Settings, passwords: Mapping[str, str], prefix: str = "account-reset"
+) -> list[str]:
+    """An ACL file (redis-server --aclfile): the three users with their passwords' SHA-256,
+    so the file holds no password, and a default user that can do nothing but PING."""
+    lines = [DEFAULT_USER]
+    for role, rules in acl_rules(settings).items():
+        digest = hashlib.sha256(passwords[role].encode()).hexdigest()
+        lines.append(" ".join(["user", f"{prefix}-{role}", "reset", "on", f"#{digest}", *rules]))
+    return lines

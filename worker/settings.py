@@ -5,17 +5,25 @@ from __future__ import annotations
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from client.settings import read_key_file
+from client.signing import check_key_pair
 from schemas import CommandLimits
 from worker.hashing import UNSET_KEY_IN_JAVASCRIPT
+from worker.message_signing import check_store
 from worker.sealing import Sealer
+from worker.sealing_keys import SealingKeys
 
 DEVELOPMENT_HASH_KEY = "development-only-hash-key"
+# Outside development: shorter keys are guessable offline from a copy of the database, and a
+# bcrypt cost below 10 (the dashboard's own default) makes stolen password hashes cheap to crack.
+MIN_HASH_KEY_LENGTH = 16
+MIN_PRODUCTION_BCRYPT_ROUNDS = 10
 
 
 class Settings(BaseSettings):
@@ -23,10 +31,15 @@ class Settings(BaseSettings):
         env_prefix="ACCOUNT_RESET_", extra="ignore", frozen=True, hide_input_in_errors=True
     )
 
-    environment: Literal["development", "production"] = "development"
+    # Unset: development on an embedded Redis (no BROKER_URL), production on a real broker, so a
+    # worker that reaches a real broker never runs with development's leniency by omission.
+    environment: Literal["development", "production"] | None = None
 
     # Broker and queue. No broker URL: an embedded Redis is started (development only).
     broker_url: str | None = None
+    # Set by `account-reset worker` and `account-reset demo` alone, when BROKER_URL is the
+    # embedded Redis they started: it counts as no broker URL (development's placeholder key).
+    embedded_broker: bool = False
     queue: str = "account-reset"
     # Session revocations' own queue, consumed by nodes of their own (`account-reset worker
     # --sessions`), so that they never wait behind password resets (bcrypt) or junk. Unset:
@@ -95,17 +108,41 @@ class Settings(BaseSettings):
     # a whole queue entry (envelope and headers too) larger than this is dropped unparsed.
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     max_entry_bytes: int = Field(default=256 * 1024, ge=4096)
-    # Fernet keys, comma-separated, newest first: producers seal secret fields with the first,
-    # dead letters are sealed with it, and any of them opens. Unset: sealed fields are refused
-    # and a dead letter withholds secret fields instead.
+    # Fernet keys, comma-separated, newest first: dead letters' secret fields are sealed with the
+    # first, and any of them opens. Unset: a dead letter withholds secret fields instead.
     payload_key: SecretStr | None = None
+    # The worker's private sealing keys (a JWK Set, newest first: `account-reset sealing-keys
+    # new`), or a file holding them. Producers seal secret fields to the newest key's public
+    # half, each bound to its command, field and command_id; any key in the set opens.
+    sealing_keys: SecretStr | None = None
+    sealing_keys_file: Path | None = None
+    # A field sealed longer ago than this is refused (sealed-value-expired): a token copied out
+    # of the broker's files is of no use for long. Rotation drops a key after this plus the
+    # queue's backlog.
+    sealed_max_age_s: int = Field(default=3600, ge=1)
+    # Legacy, goes in 0.3.0: also open fields producers sealed with Fernet under PAYLOAD_KEY,
+    # the format before 0.2.0, which binds nothing (any command, any field, any age).
+    legacy_fernet_sealed: bool = False
     # Refuse (invalid-payload) a plaintext new-password or secret-code: producers must seal.
     require_sealed: bool = False
+    # Celery's message signing (RSA, PEM), all three or none: the worker then accepts only
+    # messages signed by a certificate in CERT_STORE (a directory), each carrying its
+    # command_id, and signs its own retries with KEY_FILE, whose CERTIFICATE_FILE must be in
+    # the store. KEY_FILE and CERTIFICATE_FILE alone are a producer's (`account-reset enqueue`).
+    signing_key_file: Path | None = None
+    signing_certificate_file: Path | None = None
+    signing_cert_store: Path | None = None
 
     # Guessing stopped: this many wrong reset codes for an account within the window, and its
     # further attempts get too-many-attempts, unchecked, until the window passes.
     max_code_attempts: int = Field(default=5, ge=1)
     attempt_window_seconds: int = Field(default=900, ge=1)
+    # The same, per source (when the producer passes one) over all of an appid's accounts, and
+    # per appid over everything: guesses spread thin over many accounts are stopped too.
+    max_source_attempts: int = Field(default=20, ge=1)
+    source_attempt_window_seconds: int = Field(default=900, ge=1)
+    max_appid_attempts: int = Field(default=200, ge=1)
+    appid_attempt_window_seconds: int = Field(default=900, ge=1)
     attempts_key_prefix: str = "account-reset:code-attempts"
     # Reset codes older than this are invalid-reset-code. Unset: codes never expire.
     code_ttl_seconds: int | None = Field(default=None, ge=1)
@@ -116,6 +153,14 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1)
     # Outcome records (the idempotency keys) are kept this long after they are published.
     outcome_retention_days: int = Field(default=30, ge=1)
+    # The key of the request fingerprints that bind a command_id to its request. Unset: derived
+    # from HASH_KEY in keyed mode; in unkeyed mode the secret fields are left out of them.
+    idempotency_key: SecretStr | None = None
+    # What a different request under a recorded command_id is told; invalid-payload is the
+    # answer before command-id-conflict existed, for consumers that do not know the new code.
+    command_id_conflict_code: Literal["command-id-conflict", "invalid-payload"] = (
+        "command-id-conflict"
+    )
 
     log_level: str = "INFO"
     # json: one JSON object per log line (command, command_id, outcome, duration_ms fields).
@@ -141,6 +186,36 @@ class Settings(BaseSettings):
                     "ACCOUNT_RESET_PAYLOAD_KEY must be Fernet keys (url-safe base64 of 32 bytes),"
                     " comma-separated"
                 ) from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sealing_keys_from_their_file(cls, data: Any) -> Any:
+        return read_key_file(data, field="sealing_keys", variable="ACCOUNT_RESET_SEALING_KEYS")
+
+    @field_validator("sealing_keys")
+    @classmethod
+    def _sealing_keys_are_a_private_p256_set(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        SealingKeys.from_json(value.get_secret_value())  # its ValueError names the variable
+        return value
+
+    @property
+    def sealing_key_set(self) -> SealingKeys | None:
+        """The keys that open producers' sealed fields, newest first."""
+        keys = self.sealing_keys
+        return None if keys is None else SealingKeys.from_json(keys.get_secret_value())
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _idempotency_key_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < MIN_HASH_KEY_LENGTH:
+            raise ValueError(
+                f"ACCOUNT_RESET_IDEMPOTENCY_KEY must be at least {MIN_HASH_KEY_LENGTH} characters"
+            )
         return value
 
     @model_validator(mode="after")
@@ -206,9 +281,40 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _sealing_needs_a_key(self) -> Settings:
-        if self.require_sealed and self.payload_key is None:
-            raise ValueError("ACCOUNT_RESET_REQUIRE_SEALED needs ACCOUNT_RESET_PAYLOAD_KEY")
+        if self.legacy_fernet_sealed and self.payload_key is None:
+            raise ValueError("ACCOUNT_RESET_LEGACY_FERNET_SEALED needs ACCOUNT_RESET_PAYLOAD_KEY")
+        if self.require_sealed and self.sealing_keys is None and not self.legacy_fernet_sealed:
+            raise ValueError(
+                "ACCOUNT_RESET_REQUIRE_SEALED needs ACCOUNT_RESET_SEALING_KEYS (or, legacy,"
+                " ACCOUNT_RESET_PAYLOAD_KEY with ACCOUNT_RESET_LEGACY_FERNET_SEALED=true)"
+            )
         return self
+
+    @field_validator(
+        "signing_key_file", "signing_certificate_file", "signing_cert_store", mode="before"
+    )
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _signing_files_hold_together(self) -> Settings:
+        check_key_pair(
+            key_file=self.signing_key_file, certificate_file=self.signing_certificate_file
+        )
+        if self.signing_cert_store is not None:
+            if self.signing_certificate_file is None:
+                raise ValueError(
+                    "ACCOUNT_RESET_SIGNING_CERT_STORE needs ACCOUNT_RESET_SIGNING_KEY_FILE and"
+                    " ACCOUNT_RESET_SIGNING_CERTIFICATE_FILE (the worker signs its own retries)"
+                )
+            check_store(self.signing_cert_store, certificate_file=self.signing_certificate_file)
+        return self
+
+    @property
+    def signing(self) -> bool:
+        """Message signing is on: only messages signed by a trusted certificate are accepted."""
+        return self.signing_cert_store is not None
 
     @model_validator(mode="after")
     def _retries_within_visibility(self) -> Settings:
@@ -218,23 +324,62 @@ class Settings(BaseSettings):
             )
         return self
 
+    @property
+    def is_development(self) -> bool:
+        """Development's leniency: said explicitly, or implied by the embedded Redis."""
+        if self.environment is None:
+            return self._on_embedded_redis
+        return self.environment == "development"
+
     @model_validator(mode="after")
-    def _refuse_development_secrets(self) -> Settings:
-        if self.environment != "development":
-            key = self.hash_key.get_secret_value()
-            if self.hash_mode == "keyed" and key == DEVELOPMENT_HASH_KEY:
-                raise ValueError(
-                    "ACCOUNT_RESET_HASH_KEY must be set outside development (or, for a dashboard"
-                    " without a key, ACCOUNT_RESET_HASH_MODE=unkeyed)"
-                )
-            if self.broker_url is None:
-                raise ValueError("ACCOUNT_RESET_BROKER_URL must be set outside development")
+    def _refuse_the_placeholder_key(self) -> Settings:
+        # A real broker means real accounts, whatever ENVIRONMENT says: the placeholder is public.
+        placeholder = self.hash_key.get_secret_value() == DEVELOPMENT_HASH_KEY
+        if self.hash_mode == "keyed" and placeholder and not self._on_embedded_redis_in_development:
+            raise ValueError(
+                "ACCOUNT_RESET_HASH_KEY must be set outside development and on any real broker"
+                " (or, for a dashboard without a key, ACCOUNT_RESET_HASH_MODE=unkeyed)"
+            )
+        return self
+
+    @property
+    def _on_embedded_redis(self) -> bool:
+        return self.broker_url is None or self.embedded_broker
+
+    @property
+    def _on_embedded_redis_in_development(self) -> bool:
+        return self._on_embedded_redis and self.environment != "production"
+
+    @model_validator(mode="after")
+    def _refuse_weak_production_settings(self) -> Settings:
+        if self.is_development:
+            return self
+        if self.broker_url is None:
+            raise ValueError("ACCOUNT_RESET_BROKER_URL must be set outside development")
+        key = self.hash_key.get_secret_value()
+        if self.hash_mode == "keyed" and len(key) < MIN_HASH_KEY_LENGTH:
+            raise ValueError(
+                f"ACCOUNT_RESET_HASH_KEY must be at least {MIN_HASH_KEY_LENGTH} characters"
+                " outside development"
+            )
+        if self.bcrypt_rounds < MIN_PRODUCTION_BCRYPT_ROUNDS:
+            raise ValueError(
+                f"ACCOUNT_RESET_BCRYPT_ROUNDS must be at least {MIN_PRODUCTION_BCRYPT_ROUNDS}"
+                " outside development (set ACCOUNT_RESET_ENVIRONMENT=development to test with less)"
+            )
         return self
 
     @property
     def dashboard_key(self) -> str:
         """The key the dashboard hashes with; "" for a stock dashboard (see worker/hashing.py)."""
         return "" if self.hash_mode == "unkeyed" else self.hash_key.get_secret_value()
+
+    @property
+    def fingerprint_secret(self) -> str | None:
+        """What the request fingerprints' key derives from; None: none (see IDEMPOTENCY_KEY)."""
+        if self.idempotency_key is not None:
+            return self.idempotency_key.get_secret_value()
+        return None if self.hash_mode == "unkeyed" else self.hash_key.get_secret_value()
 
     @property
     def limits(self) -> CommandLimits:

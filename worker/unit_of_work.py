@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import cast
@@ -12,6 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import CommandOutcome
 from worker.models import Account, Metric, OutcomeRecord, ResetCode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecordedOutcome:
+    outcome: CommandOutcome
+    # The fingerprint of the request it answers; None on rows recorded before revision 0003.
+    fingerprint: str | None
 
 
 def mark_published_now(
@@ -60,6 +72,7 @@ class UnitOfWork:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._after_commit: list[Callable[[], None]] = []
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._sessions()
@@ -76,10 +89,27 @@ class UnitOfWork:
         self.session.close()
 
     def commit(self) -> None:
+        # Taken first: a failed commit drops them, as a rollback does.
+        hooks, self._after_commit = self._after_commit, []
         self.session.commit()
+        for hook in hooks:
+            try:
+                hook()
+            except Exception as exc:
+                # The commit stands whatever a hook does; its text may quote a value.
+                log.warning("after-commit hook failed: %s", type(exc).__name__)
 
     def rollback(self) -> None:
+        self._after_commit.clear()
         self.session.rollback()
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once this transaction has committed; never if it rolls back or fails.
+
+        Redis state that must follow the database's (the attempt counts a success gives back)
+        changes there, not inside the transaction, where a rollback could not undo it.
+        """
+        self._after_commit.append(hook)
 
     # Accounts and reset codes (the dashboard's tables).
 
@@ -125,14 +155,25 @@ class UnitOfWork:
 
     # Outcomes (the worker's own table).
 
-    def recorded_outcome(self, command_id: str) -> CommandOutcome | None:
-        record = self.session.get(OutcomeRecord, command_id)
-        return None if record is None else CommandOutcome.model_validate_json(record.event)
+    def recorded_outcome(self, *, scope: str, command_id: str) -> RecordedOutcome | None:
+        """The outcome recorded under `command_id` in `scope` (an appid), with its request's
+        fingerprint."""
+        record = self.session.get(OutcomeRecord, (scope, command_id))
+        if record is None:
+            return None
+        outcome = CommandOutcome.model_validate_json(record.event)
+        return RecordedOutcome(outcome=outcome, fingerprint=record.fingerprint)
 
-    def record_outcome(self, outcome: CommandOutcome) -> None:
+    def record_outcome(
+        self, outcome: CommandOutcome, *, scope: str, fingerprint: str | None
+    ) -> None:
+        """Record `outcome` as the answer to the request of `fingerprint` (None: to any
+        request of its command, as rows recorded before fingerprints are)."""
         self.session.add(
             OutcomeRecord(
+                scope=scope,
                 command_id=outcome.command_id,
+                fingerprint=fingerprint,
                 event_id=outcome.event_id,
                 command=outcome.command,
                 status=outcome.status.value,

@@ -1,5 +1,6 @@
 // Enqueue an account-reset command from Node with a plain Redis client (no Celery library),
-// seal its secrets when ACCOUNT_RESET_PAYLOAD_KEY is set, and wait for its result event.
+// seal its secrets to the worker's public key when ACCOUNT_RESET_SEALING_PUBLIC_KEY (or
+// ACCOUNT_RESET_SEALING_PUBLIC_KEY_FILE) is set, and wait for its result event.
 //
 //   node enqueue.mjs reset-session-key '{"accountid": "acct_1", "requester_accountid": "acct_1"}'
 //   printf '%s\n%s\n' "$CODE" "$NEW_PASSWORD" | \
@@ -7,8 +8,9 @@
 //
 // For reset-account-password the reset code and the new password are read from standard
 // input (one per line), never from the command line.
-import { createCipheriv, createHmac, randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { CompactEncrypt, importJWK } from "jose";
 import { createClient } from "redis";
 
 const brokerUrl = process.env.ACCOUNT_RESET_BROKER_URL ?? "redis://127.0.0.1:6379/0";
@@ -17,25 +19,37 @@ const mainQueue = process.env.ACCOUNT_RESET_QUEUE ?? "account-reset";
 // Session revocations' own queue, when the worker has one (ACCOUNT_RESET_SESSIONS_QUEUE).
 const sessionsQueue = process.env.ACCOUNT_RESET_SESSIONS_QUEUE || mainQueue;
 const stream = process.env.ACCOUNT_RESET_EVENTS_STREAM ?? "account-reset:events";
-const payloadKey = process.env.ACCOUNT_RESET_PAYLOAD_KEY?.split(",")[0]?.trim();
 const waitSeconds = Number(process.env.WAIT_SECONDS ?? 30);
+// The worker's public key (`account-reset sealing-keys public`): a producer cannot open what it seals.
+const publicKeyFile = process.env.ACCOUNT_RESET_SEALING_PUBLIC_KEY_FILE;
+const publicKeyJson =
+  process.env.ACCOUNT_RESET_SEALING_PUBLIC_KEY || (publicKeyFile && readFileSync(publicKeyFile, "utf8"));
+if (!publicKeyJson && process.env.ACCOUNT_RESET_PAYLOAD_KEY) {
+  // The shared Fernet key is the legacy format: this example never sends secrets that way.
+  console.error("set ACCOUNT_RESET_SEALING_PUBLIC_KEY: ACCOUNT_RESET_PAYLOAD_KEY alone is the legacy format");
+  process.exit(2);
+}
+const publicJwk = publicKeyJson ? JSON.parse(publicKeyJson) : undefined;
+if (publicJwk?.d) {
+  // A producer holding the private key could open every producer's secrets.
+  console.error("ACCOUNT_RESET_SEALING_PUBLIC_KEY holds a private key: give producers the public key only");
+  process.exit(2);
+}
+const publicKey = publicJwk && (await importJWK(publicJwk, "ECDH-ES"));
 
-// A Fernet token (https://github.com/fernet/spec) of the text: the README's sealed format.
-function seal(text, key) {
-  const raw = Buffer.from(key, "base64url");
-  const [signingKey, encryptionKey] = [raw.subarray(0, 16), raw.subarray(16, 32)];
-  const iv = randomBytes(16);
-  const cipher = createCipheriv("aes-128-cbc", encryptionKey, iv);
-  const ciphertext = Buffer.concat([cipher.update(text, "utf8"), cipher.final()]);
-  const time = Buffer.alloc(8);
-  time.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000)));
-  const signed = Buffer.concat([Buffer.from([0x80]), time, iv, ciphertext]);
-  const mac = createHmac("sha256", signingKey).update(signed).digest();
-  // Fernet is url-safe base64 with its padding kept.
-  return Buffer.concat([signed, mac]).toString("base64").replaceAll("+", "-").replaceAll("/", "_");
+// The README's sealed format: a compact JWE (ECDH-ES, A256GCM) whose protected header binds the
+// value to this command, this field and this command_id, stamped now; it opens nowhere else.
+async function seal(text, { task, field, commandId }) {
+  return new CompactEncrypt(new TextEncoder().encode(text))
+    .setProtectedHeader({
+      alg: "ECDH-ES", enc: "A256GCM", kid: publicJwk.kid,
+      cmd: task, fld: field, cid: commandId, iat: Math.floor(Date.now() / 1000),
+    })
+    .encrypt(publicKey);
 }
 
-const secretField = (text) => (payloadKey ? { sealed: seal(text, payloadKey) } : text);
+const secretField = async (text, binding) =>
+  publicKey ? { sealed: await seal(text, binding) } : text;
 
 // A Celery protocol-2 message, JSON body, as the worker's wire contract describes it.
 function taskMessage(task, kwargs, queue) {
@@ -59,12 +73,14 @@ function taskMessage(task, kwargs, queue) {
 
 const [task, given = "{}"] = process.argv.slice(2);
 const queue = task === "reset-session-key" ? sessionsQueue : mainQueue;
+// The command_id first: every sealed field is bound to it.
 const kwargs = { command_id: randomUUID(), ...JSON.parse(given) };
 if (task === "reset-account-password") {
   const [code, password] = readFileSync(0, "utf8").split("\n");
-  kwargs["secret-code"] = secretField(code);
-  kwargs["new-password"] = secretField(password);
-  kwargs.username = secretField(kwargs.username);
+  const sealed = (field, text) => secretField(text, { task, field, commandId: kwargs.command_id });
+  kwargs["secret-code"] = await sealed("secret-code", code);
+  kwargs["new-password"] = await sealed("new-password", password);
+  kwargs.username = await sealed("username", kwargs.username);
 }
 
 const broker = await createClient({ url: brokerUrl }).connect();

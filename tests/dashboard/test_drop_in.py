@@ -22,14 +22,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from pydantic import SecretStr
 
 from client import AccountResetClient
 from client.settings import ClientSettings
 from schemas import CommandOutcome, OutcomeStatus
 from tests import conftest
 from tests.dashboard.driver import Dashboard, DashboardError, dashboard_storage_env
-from tests.support import TEST_HASH_KEY, TEST_PAYLOAD_KEY, WorkerProcess, unique, worker_env
+from tests.support import (
+    TEST_HASH_KEY,
+    TEST_SEALING_PUBLIC_KEY,
+    WorkerProcess,
+    unique,
+    worker_env,
+)
 from worker.dashboard_bookkeeping import COUNTED_MARKER_PREFIX, RESET_CODES_USED
 from worker.migrate import upgrade
 
@@ -155,7 +160,7 @@ def stack(
                 broker_url=redis_url,
                 queue=env["ACCOUNT_RESET_QUEUE"],
                 events_stream=env["ACCOUNT_RESET_EVENTS_STREAM"],
-                payload_key=SecretStr(TEST_PAYLOAD_KEY),
+                sealing_public_key=TEST_SEALING_PUBLIC_KEY,
             )
         )
         connection = redis.Redis.from_url(redis_url)
