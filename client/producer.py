@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-import redis
 from celery import Celery
 from cryptography.fernet import Fernet
 
 from client.events import wait_for_outcomes
+from client.redis_clients import broker_connection, redis_client
 from client.sealing import Binding, seal
 from client.settings import ClientSettings
 from client.signing import sign_messages
@@ -32,15 +33,20 @@ from schemas.display import redacted_kwargs
 
 SEALED_FIELDS = ("username", "new-password", "secret-code")
 CLOCK_ALLOWANCE_S = 60.0
+# Resends of this many recent commands reuse their sealed tokens (see `_message`).
+REMEMBERED_SENDS = 10_000
 
 
 class AccountResetClient:
     def __init__(self, settings: ClientSettings | None = None) -> None:
         self.settings = settings or ClientSettings()
         self._app = Celery("account-reset-client", set_as_current=False)
+        # kombu's own transports; TLS verified, Sentinel followed (client/redis_clients.py).
+        broker = broker_connection(self.settings.broker_url, self.settings.redis_options)
         self._app.conf.update(
-            broker_url=self.settings.broker_url,
-            broker_transport_options={"priority_steps": [0]},
+            broker_url=broker.kombu_url,
+            broker_use_ssl=broker.ssl or False,
+            broker_transport_options={"priority_steps": [0], **broker.transport_options},
             task_protocol=2,
             task_serializer="json",
             accept_content=["json"],
@@ -56,9 +62,12 @@ class AccountResetClient:
         # Legacy (goes in 0.3.0): Fernet, only for a producer not yet given the public key.
         key = self.settings.payload_key if self._sealing_key is None else None
         self._fernet = None if key is None else Fernet(key.get_secret_value().split(",")[0].strip())
-        self._events = redis.Redis.from_url(self.settings.events_url or self.settings.broker_url)
+        self._events = redis_client(self.settings.events_redis_url, self.settings.redis_options)
         # Where the stream stood before each command was sent: its event comes after that.
         self._sent_after: dict[str, str] = {}
+        # What each recent command_id was sent as: a resend sends the same sealed tokens, since
+        # the worker fingerprints a sealed field by its token (a re-sealed one is another request).
+        self._sent_as: OrderedDict[str, tuple[str, dict[str, Any], dict[str, Any]]] = OrderedDict()
 
     def reset_session_key(
         self,
@@ -107,9 +116,7 @@ class AccountResetClient:
         """Enqueue `command` with `payload`; returns the command_id (given, or a new one)."""
         command_id = command_id or str(uuid.uuid4())
         self._sent_after.setdefault(command_id, self._stream_now())
-        # The command_id first: each sealed field is bound to it.
-        message = self._sealed(payload, command=command, command_id=command_id)
-        message["command_id"] = command_id
+        message = self._message(command, payload, command_id)
         if appid is not None:
             message["appid"] = appid
         self._app.send_task(
@@ -146,6 +153,21 @@ class AccountResetClient:
         this allows for a clock that differs from Redis's by up to a minute (sending needs no
         read access to the events Redis)."""
         return f"{max(int((time.time() - CLOCK_ALLOWANCE_S) * 1000), 0)}-0"
+
+    def _message(self, command: str, payload: dict[str, Any], command_id: str) -> dict[str, Any]:
+        """The kwargs to send: the ones sent before under this command_id when it is a resend
+        of the same command, so that the worker recognises it and replays its outcome."""
+        before = self._sent_as.get(command_id)
+        if before is not None and before[:2] == (command, payload):
+            self._sent_as.move_to_end(command_id)
+            return dict(before[2])
+        # The command_id first: each sealed field is bound to it.
+        message = self._sealed(payload, command=command, command_id=command_id)
+        message["command_id"] = command_id
+        self._sent_as[command_id] = (command, dict(payload), dict(message))
+        while len(self._sent_as) > REMEMBERED_SENDS:
+            self._sent_as.popitem(last=False)
+        return message
 
     def _sealed(self, payload: dict[str, Any], *, command: str, command_id: str) -> dict[str, Any]:
         """Each secret field sealed, bound to this command, the field and the command_id."""

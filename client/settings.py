@@ -9,6 +9,7 @@ from joserfc.jwk import ECKey
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from client.redis_clients import RedisOptions, check_redis_url
 from client.sealing import public_sealing_key
 from client.signing import check_key_pair
 
@@ -26,6 +27,11 @@ class ClientSettings(BaseSettings):
     # Where the worker publishes outcomes (the broker's Redis unless another is named).
     events_url: str | None = None
     events_stream: str = "account-reset:events"
+    # The worker's names for reaching Redis through Sentinel and over TLS (client/redis_clients.py).
+    sentinel_master: str | None = None
+    sentinel_password: SecretStr | None = None
+    sentinel_tls: bool = False
+    redis_ca_file: Path | None = None
     # The worker's public sealing key (a JWK, `account-reset sealing-keys public`), or a file
     # holding it: each secret field leaves the producer sealed to it, bound to its command.
     sealing_public_key: str | None = None
@@ -49,6 +55,32 @@ class ClientSettings(BaseSettings):
             key_file=self.signing_key_file, certificate_file=self.signing_certificate_file
         )
         return self
+
+    @field_validator("sentinel_master", "redis_ca_file", mode="before")
+    @classmethod
+    def _empty_redis_option_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _redis_urls_are_usable(self) -> ClientSettings:
+        check_redis_url(self.broker_url, self.redis_options, variable="ACCOUNT_RESET_BROKER_URL")
+        check_redis_url(self.events_url, self.redis_options, variable="ACCOUNT_RESET_EVENTS_URL")
+        return self
+
+    @property
+    def redis_options(self) -> RedisOptions:
+        """How the broker and the events Redis are reached (Sentinel, TLS)."""
+        password = self.sentinel_password
+        return RedisOptions(
+            sentinel_master=self.sentinel_master,
+            sentinel_password=password.get_secret_value() if password else None,
+            sentinel_tls=self.sentinel_tls,
+            ca_file=self.redis_ca_file,
+        )
+
+    @property
+    def events_redis_url(self) -> str:
+        return self.events_url or self.broker_url
 
     @field_validator("payload_key")
     @classmethod

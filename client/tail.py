@@ -16,6 +16,7 @@ from typing import Any, cast
 import redis
 
 from client.events import read_outcome
+from client.redis_clients import redis_client
 from client.settings import ClientSettings
 from schemas import CommandOutcome
 
@@ -54,7 +55,7 @@ def tail_events(
 
     Returns how many were shown.
     """
-    client = redis.Redis.from_url(settings.events_url or settings.broker_url)
+    client = redis_client(settings.events_redis_url, settings.redis_options)
     stream = settings.events_stream
     if group is not None and consumer is not None:
         member = _GroupReader(client, stream, group, consumer, from_start, claim_idle_s)

@@ -41,9 +41,11 @@ def reset_account_password(command: ResetAccountPassword, uow: UnitOfWork, deps:
         raise CommandRejected(ExceptionCode.INVALID_USERNAME)
     if account.deleted_at is not None:
         raise CommandRejected(ExceptionCode.INVALID_ACCOUNT, accountid=account.accountid)
-    # Counted once per delivery (a retry gets the same decision), per account, source and appid.
+    # Counted once per delivery (a retry gets the same decision), per account, source and appid,
+    # under the appid as the account row holds it: MariaDB's collation finds this account under
+    # `TEST-APP` or `test-app ` too, and each spelling must not bring counts of its own.
     reservation = deps.attempts.reserve(
-        appid=command.appid,
+        appid=account.appid or command.appid,
         accountid=account.accountid,
         command_id=command.command_id,
         secret_code=command.secret_code.get_secret_value(),

@@ -67,6 +67,29 @@ def test_after_five_wrong_codes_even_the_right_one_is_not_checked(
     assert account.session_key_number == 1
 
 
+@pytest.mark.parametrize("spelling", ["TEST-APP", "test-app ", "tEst-app"])
+def test_review_finding_an_appid_spelled_otherwise_brings_no_fresh_attempts(
+    processor: CommandProcessor, seeder: Seeder, spelling: str
+) -> None:
+    """The adversarial review of this issue, on MariaDB: its collation finds the account of
+    `test-app` under `TEST-APP`, `test-app ` or `tEst-app`, while the counts were keyed by the
+    appid as sent. After 5 wrong codes, each spelling had its codes checked again, and the
+    right code under `Test-App` reset the password while `test-app` was locked out. Counts now
+    go by the account row's own appid; elsewhere the spelling finds no account at all."""
+    user = seeder.account()
+    code = seeder.code(user)
+    assert wrong_codes(processor, user.username, MAX_ATTEMPTS)[-1] == "invalid-reset-code"
+
+    other = password_payload(user.username, NEW_PASSWORD, "wrong-again")
+    right = password_payload(user.username, NEW_PASSWORD, code)
+    answers = [reset_password(processor, appid=spelling, **payload) for payload in (other, right)]
+
+    assert {a.code for a in answers} <= {"too-many-attempts", "invalid-username"}
+    account = seeder.load(user.accountid)
+    assert not seeder.hasher.password_matches(NEW_PASSWORD, account.password_hash or "")
+    assert seeder.codes_of(user.accountid) == 1
+
+
 def test_a_success_clears_the_count(processor: CommandProcessor, seeder: Seeder) -> None:
     user = seeder.account()
     code = seeder.code(user)

@@ -7,7 +7,9 @@ and learns nothing of the first. The record is keyed by (appid, command_id).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import re
 import threading
 from collections import Counter
@@ -119,11 +121,12 @@ def test_a_password_reset_resent_with_another_new_password_is_refused(
     assert hasher.password_matches(NEW_PASSWORD, stored)
 
 
-def test_a_resend_spelled_or_sealed_differently_is_the_same_request(
+def test_a_resend_spelled_differently_or_with_the_same_tokens_is_the_same_request(
     processor: CommandProcessor, seeder: Seeder
 ) -> None:
-    """Aliases are normalised (`secret_code` is `secret-code`) and secret fields count as
-    their plaintext, so a resend sealed afresh (a new JWE each time) replays."""
+    """Aliases are normalised (`secret_code` is `secret-code`), and a sealed field counts as
+    its token: the same message sent again replays, whatever it spells; a field sealed afresh
+    (a new JWE) is a different request."""
     processor = dataclasses.replace(
         processor,
         sealed=SealedFields(keys=TEST_SEALING_KEYS, required=False, max_field_length=1024),
@@ -136,13 +139,58 @@ def test_a_resend_spelled_or_sealed_differently_is_the_same_request(
         binding = Binding.of(command=ResetAccountPassword.name, field=field, command_id=command_id)
         return {"sealed": seal(text, key=public, binding=binding)}
 
-    first = reset_password(processor, command_id=command_id, username=user.username,
-                           secret_code=code, new_password=NEW_PASSWORD)  # fmt: skip
+    tokens = {"secret-code": sealed("secret-code", code),
+              "new-password": sealed("new-password", NEW_PASSWORD)}  # fmt: skip
+    first = reset_password(processor, command_id=command_id, username=user.username, **tokens)
     resent = reset_password(processor, command_id=command_id, username=user.username,
-                            **{"secret-code": sealed("secret-code", code),
-                               "new-password": sealed("new-password", NEW_PASSWORD)})  # fmt: skip
+                            secret_code=tokens["secret-code"],
+                            new_password=tokens["new-password"])  # fmt: skip
+    again = {**tokens, "new-password": sealed("new-password", NEW_PASSWORD)}
+    resealed = reset_password(processor, command_id=command_id, username=user.username, **again)
     assert first.status == "success"
     assert resent == first
+    assert_names_nothing_of_the_first(resealed, first)
+
+
+def test_review_finding_re_sealed_guesses_under_a_recorded_id_learn_nothing(
+    processor: CommandProcessor, seeder: Seeder
+) -> None:
+    """The adversarial review of this issue: fingerprints over the opened plaintext made
+    replay-versus-conflict an oracle. The victim's reset was refused (password too short), its
+    code left unused; re-sealing each guess of the code under the victim's command_id (any
+    producer can seal) found the code in 118 probes at 274 a second, no attempt counted, and the
+    code then reset the password. Now every re-sealed guess, the right one included, is a
+    conflict that names nothing of the first."""
+    processor = dataclasses.replace(
+        processor,
+        sealed=SealedFields(keys=TEST_SEALING_KEYS, required=True, max_field_length=1024),
+    )
+    user = seeder.account()
+    command_id, code = unique("victim"), seeder.code(user)
+    public = public_sealing_key(TEST_SEALING_PUBLIC_KEY, variable="the test's public key")
+
+    def sealed(field: str, text: str) -> dict[str, str]:
+        binding = Binding.of(command=ResetAccountPassword.name, field=field, command_id=command_id)
+        return {"sealed": seal(text, key=public, binding=binding)}
+
+    victim = {"username": sealed("username", user.username),
+              "secret-code": sealed("secret-code", code),
+              "new-password": sealed("new-password", "short")}  # fmt: skip
+    first = reset_password(processor, command_id=command_id, **victim)
+    assert first.code == "invalid-password-length"
+    guesses = [f"wrong-{i}" for i in range(20)] + [code]
+    answers = [
+        reset_password(
+            processor,
+            command_id=command_id,
+            **{**victim, "secret-code": sealed("secret-code", guess)},
+        )
+        for guess in guesses
+    ]
+    for answer in answers:
+        assert_names_nothing_of_the_first(answer, first)
+    assert {answer.code for answer in answers} == {"command-id-conflict"}
+    assert seeder.codes_of(user.accountid) == 1
 
 
 def test_a_pre_claimed_command_id_in_another_appid_does_not_block_a_real_command(
@@ -349,7 +397,7 @@ def test_unkeyed_without_an_idempotency_key_leaves_secrets_out_and_says_so(
         of = request_fingerprints(settings).of
         return {
             of(ResetAccountPassword, command="reset-account-password", appid="a", fields=fields,
-               opened=True, positional=0)
+               positional=0)
             for fields in (request, other)
         }  # fmt: skip
 
@@ -370,14 +418,14 @@ def test_the_fingerprint_key_is_derived_and_never_the_hash_key() -> None:
     fields = {"accountid": "acct_1", "requester_accountid": "acct_1"}
     fingerprint = RequestFingerprints.keyed(TEST_HASH_KEY).of(
         ResetSessionKey, command="reset-session-key", appid="a", fields=fields,
-        opened=True, positional=0,
+        positional=0,
     )  # fmt: skip
     assert len(fingerprint) == 64
     assert TEST_HASH_KEY not in repr(RequestFingerprints.keyed(TEST_HASH_KEY))
     # Another command, appid or command_id-free field set is another request.
     assert fingerprint != RequestFingerprints.keyed(TEST_HASH_KEY).of(
         ResetSessionKey, command="reset-session-key", appid="b", fields=fields,
-        opened=True, positional=0,
+        positional=0,
     )  # fmt: skip
 
 
@@ -392,7 +440,7 @@ def test_every_field_the_command_declares_but_command_id_is_in_the_fingerprint(
 
     def fingerprint(**changed: Any) -> str:
         return of(model, command=model.name, appid="a", fields={**fields, **changed},
-                  opened=True, positional=0)  # fmt: skip
+                  positional=0)  # fmt: skip
 
     assert fingerprint(command_id="another") == fingerprint()
     for name in names:
@@ -400,7 +448,7 @@ def test_every_field_the_command_declares_but_command_id_is_in_the_fingerprint(
     if model is ResetAccountPassword:  # one field, either spelling
         spelled = {**fields, "secret-code": fields["secret_code"]}
         del spelled["secret_code"]
-        assert of(model, command=model.name, appid="a", fields=spelled, opened=True,
+        assert of(model, command=model.name, appid="a", fields=spelled,
                   positional=0) == fingerprint()  # fmt: skip
 
 
@@ -496,3 +544,28 @@ def test_finding_3_through_a_real_worker(
     assert seeder.load(bob.accountid).session_key_number == 2  # his own command only
     assert seeder.load(alice.accountid).session_key_number == 2
     assert re.search(rf"refused command_id={alices_id} ", running_worker.log())
+
+
+def test_the_client_resends_the_tokens_it_sent_first(redis_url: str) -> None:
+    """A sealed field counts as its token, so the client's resend under the same command_id
+    carries the very tokens of the first send (the worker replays its outcome); a new command
+    gets new ones."""
+    from client import AccountResetClient, ClientSettings
+
+    queue = unique("account-reset-test")
+    settings = ClientSettings(
+        broker_url=redis_url, queue=queue, sealing_public_key=TEST_SEALING_PUBLIC_KEY
+    )
+    broker = redis.Redis.from_url(redis_url)
+    secrets = {"username": "resend-user", "secret_code": "resend-code",
+               "new_password": "resend-password"}  # fmt: skip
+    with AccountResetClient(settings) as client:
+        command_id = client.reset_account_password(**secrets)
+        client.reset_account_password(**secrets, command_id=command_id)
+        client.reset_account_password(**secrets)
+    entries = [cast(bytes, broker.rpop(queue)) for _ in range(3)]
+    sent = [json.loads(base64.b64decode(json.loads(entry)["body"]))[1] for entry in entries]
+    broker.delete(queue)
+    assert sent[0] == sent[1]
+    assert sent[0]["command_id"] == command_id
+    assert sent[2]["new-password"] != sent[0]["new-password"]

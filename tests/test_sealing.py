@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -565,7 +566,11 @@ def test_resealing_keeps_the_binding_and_stamps_now() -> None:
         "alice-1", "code", "password", command_id=command_id, keys=old, age_s=TWO_HOURS_S
     )
 
-    again = resealed(kept, keys=rotated, command=PASSWORD_RESET, command_id=command_id)
+    lettered = int(time.time()) - TWO_HOURS_S + 60  # a minute after it was sealed
+    again = resealed(
+        kept, keys=rotated, command=PASSWORD_RESET, command_id=command_id,
+        issued_after=lettered - 3600,
+    )  # fmt: skip
 
     for field in ("username", "secret-code", "new-password"):
         header = header_of(again[field]["sealed"])
@@ -574,7 +579,22 @@ def test_resealing_keeps_the_binding_and_stamps_now() -> None:
         assert abs(header["iat"] - time.time()) < 60
     assert rotated.open(again["secret-code"]["sealed"]).text == "code"
     with pytest.raises(SealError):
-        resealed(kept, keys=rotated, command=PASSWORD_RESET, command_id=unique("another"))
+        resealed(kept, keys=rotated, command=PASSWORD_RESET, command_id=unique("another"),
+                 issued_after=lettered - 3600)  # fmt: skip
+
+
+def test_review_finding_a_retry_never_makes_an_expired_token_young() -> None:
+    """The adversarial review of this issue: `failed retry` stamped any token afresh, a year
+    old included, so an old message pushed where it would be dead-lettered (a retryable
+    unknown-task letter) came back young at the next `failed retry --all`. A token that had
+    expired by the time its command was dead-lettered stays refused."""
+    keys = SealingKeys.generated()
+    command_id = unique("cmd")
+    year_old = sealed_payload("alice-1", "code", "password", command_id=command_id, keys=keys,
+                              age_s=365 * 24 * 3600)  # fmt: skip
+    with pytest.raises(SealError, match="expired before its command was dead-lettered"):
+        resealed(year_old, keys=keys, command=PASSWORD_RESET, command_id=command_id,
+                 issued_after=int(time.time()) - 3600)  # fmt: skip
 
 
 def test_a_dead_letter_retry_seals_its_fields_again(
@@ -596,11 +616,13 @@ def test_a_dead_letter_retry_seals_its_fields_again(
         user.username, seeder.code(user), NEW_PASSWORD, command_id=command_id, age_s=TWO_HOURS_S
     )
     misbound = {**kwargs, "command_id": unique("elsewhere")}
+    # Dead-lettered a minute after it was sealed, two hours ago: young then, expired now.
+    lettered_at = datetime.now(UTC) - timedelta(seconds=TWO_HOURS_S - 60)
     letters = [
         box.put(sealed_letter(
             reason=Reason.RETRIES_EXHAUSTED, detail="OperationalError", task=PASSWORD_RESET,
             task_id=payload["command_id"], kwargs=payload, sealer=box.sealer,
-        ))
+        ).model_copy(update={"dead_lettered_at": lettered_at}))
         for payload in (kwargs, misbound)
     ]  # fmt: skip
     try:

@@ -68,18 +68,17 @@ def test_the_placeholder_key_serves_only_the_embedded_redis_in_development(
     assert Settings(environment="development").is_development
 
 
-def test_the_embedded_redis_handed_to_a_workers_processes_is_still_development(
+def test_review_finding_no_setting_turns_a_real_broker_into_development(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`account-reset worker` and the demo give their processes the embedded Redis's URL, marked
-    EMBEDDED_BROKER: still development, unless production is said."""
+    """The adversarial review of this issue: an internal flag, `EMBEDDED_BROKER=true`, let a
+    worker on a real broker run with the placeholder key and bcrypt cost 4. There is no such
+    flag now: any broker URL refuses the placeholder (the demo gives its own processes a key)."""
     monkeypatch.delenv("ACCOUNT_RESET_HASH_KEY", raising=False)
     monkeypatch.delenv("ACCOUNT_RESET_ENVIRONMENT", raising=False)
-    embedded = Settings(broker_url="redis://127.0.0.1:1234/0", embedded_broker=True)
-    assert embedded.is_development
+    monkeypatch.setenv("ACCOUNT_RESET_EMBEDDED_BROKER", "true")
     with pytest.raises(ValidationError, match="ACCOUNT_RESET_HASH_KEY must be set"):
-        Settings(broker_url="redis://127.0.0.1:1234/0", embedded_broker=True,
-                 environment="production")  # fmt: skip
+        Settings(broker_url="redis://10.0.0.5:6379/0", bcrypt_rounds=4)
 
 
 @pytest.mark.parametrize("environment", [None, "production"])

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import redis
 from sqlalchemy import Engine
 
+from client.redis_clients import redis_client
 from schemas import ExceptionCode
 from worker.cache import DashboardCache
 from worker.code_attempts import CodeAttempts, counts_naming_key
@@ -56,7 +57,7 @@ class Runtime:
 def dead_letter_box(settings: Settings) -> DeadLetterBox:
     """The dead letters; also what the operator commands open, without a database."""
     return DeadLetterBox(
-        client=redis.Redis.from_url(events_url(settings)),
+        client=redis_client(events_url(settings), settings.redis_options),
         key=settings.dead_letters_key,
         maxlen=settings.dead_letters_maxlen,
         sealer=payload_sealer(settings.payload_key) if settings.payload_key else None,
@@ -102,7 +103,7 @@ def dashboard_bookkeeping(
     return DashboardBookkeeping(
         cache=DashboardCache(cache_client),
         metrics_store=settings.dashboard_metrics,
-        metrics_client=redis.Redis.from_url(metrics_url) if metrics_url else None,
+        metrics_client=redis_client(metrics_url, settings.redis_options) if metrics_url else None,
         zone=ZoneInfo(settings.dashboard_timezone),
         marker_ttl_s=(settings.outcome_retention_days + 1) * 24 * 3600,
     )
@@ -146,12 +147,14 @@ def build_runtime(settings: Settings) -> Runtime:
         settings.database_url,
         pool_size=settings.db_pool_size,
         lock_timeout_s=settings.db_lock_timeout_s,
+        idle_in_transaction_timeout_s=settings.idle_in_transaction_timeout_s,
     )
     sessions = session_factory(engine)
-    cache_client = redis.Redis.from_url(settings.cache_url) if settings.cache_url else None
+    cache_url = settings.cache_url
+    cache_client = redis_client(cache_url, settings.redis_options) if cache_url else None
     bookkeeping = dashboard_bookkeeping(settings, cache_client)
     events = EventStream(
-        client=redis.Redis.from_url(events_url(settings)),
+        client=redis_client(events_url(settings), settings.redis_options),
         stream=settings.events_stream,
         maxlen=settings.events_stream_maxlen,
         max_age=_seconds(settings.events_retention_seconds),

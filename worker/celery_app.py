@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
+from client.redis_clients import broker_connection
 from client.signing import enable_signing
 from worker.bootstrap import broker_url, events_url, warn_of_weak_settings
 from worker.drain_step import DrainOnShutdown
@@ -15,17 +16,22 @@ from worker.health_step import HealthNotes
 from worker.message_signing import register_checked_serializer, worker_signing_config
 from worker.metrics import prepare_multiprocess_dir
 from worker.metrics_step import MetricsStep
-from worker.redaction import RefusedMessageFilter
+from worker.redaction import RefusedMessageFilter, RestoreFailureFilter
 from worker.redis_eviction import refuse_an_evicting_redis
 from worker.relay_step import OutboxRelayStep
 from worker.settings import Settings, get_settings
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    # The worker's transport (BLMOVE, entry checks), on Sentinel's master for a sentinel:// URL;
+    # a rediss:// URL encrypts and verifies (client/redis_clients.py).
+    broker = broker_connection(broker_url(settings), settings.redis_options)
+    transport = "SentinelTransport" if broker.sentinel else "Transport"
     return {
-        "broker_url": broker_url(settings),
-        "broker_transport": "worker.redis_transport:Transport",
-        "broker_transport_options": transport_options(settings),
+        "broker_url": broker.url,
+        "broker_transport": f"worker.redis_transport:{transport}",
+        "broker_transport_options": {**transport_options(settings), **broker.transport_options},
+        "broker_use_ssl": broker.ssl or False,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.consumed_queue,
         "task_create_missing_queues": True,
@@ -86,6 +92,8 @@ ARGUMENT_QUOTING_LOGGERS = ("celery.pool",)
 JSON_LOG_FIELDS = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
 # The logger that reports refused messages with their whole body.
 CONSUMER_LOGGER = "celery.worker.consumer.consumer"
+# The logger that reports a message it could not restore, with its whole body.
+RESTORE_LOGGER = "kombu.transport.redis"
 
 
 @worker_init.connect
@@ -96,7 +104,8 @@ def _warn_of_weak_settings(**_kwargs: Any) -> None:
 @worker_init.connect
 def _refuse_a_redis_that_could_evict_the_counts(**_kwargs: Any) -> None:
     # In the main process, before the pool forks: a refusal ends the worker with one line.
-    refuse_an_evicting_redis(events_url(get_settings()))
+    settings = get_settings()
+    refuse_an_evicting_redis(events_url(settings), settings.redis_options)
 
 
 @worker_init.connect
@@ -111,6 +120,7 @@ def _keep_payloads_out_of_logs(**_kwargs: Any) -> None:
     for name in ARGUMENT_QUOTING_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
     logging.getLogger(CONSUMER_LOGGER).addFilter(RefusedMessageFilter())
+    logging.getLogger(RESTORE_LOGGER).addFilter(RestoreFailureFilter())
 
 
 @after_setup_logger.connect

@@ -73,7 +73,6 @@ def worker(sessions: bool, celery_args: tuple[str, ...]) -> None:
         click.echo(f"No ACCOUNT_RESET_BROKER_URL: embedded Redis listening at {url}", err=True)
         # Producers on this machine find the embedded broker under the usual variable.
         os.environ["ACCOUNT_RESET_BROKER_URL"] = url
-        os.environ["ACCOUNT_RESET_EMBEDDED_BROKER"] = "true"
     argv = [
         "worker",
         f"--queues={settings.consumed_queue}",
@@ -126,7 +125,8 @@ def failed_list(limit: int | None, as_json: bool) -> None:
         table.add_row(
             letter.letter_id,
             letter.dead_lettered_at.isoformat(timespec="seconds"),
-            f"{letter.reason.value}: {letter.detail}",
+            f"{letter.reason.value}: {letter.detail}"
+            + (f" ({letter.cause})" if letter.cause else ""),
             letter.task or "-",
             letter.command_id or "-",
             letter.accountid or "-",
@@ -161,7 +161,7 @@ def failed_retry(letter_ids: tuple[str, ...], retry_all: bool) -> None:
     refused = 0
     for letter in letters:
         try:
-            payload = _resealed(box.payload(letter), command=str(letter.task))
+            payload = _resealed(box.payload(letter), letter=letter)
         except (NotRetryable, SealError) as why:
             refused += 1
             click.echo(f"{letter.letter_id}: not retried, {why}", err=True)
@@ -191,15 +191,25 @@ def failed_drop(letter_ids: tuple[str, ...], drop_all: bool) -> None:
         click.echo(f"{letter.letter_id}: dropped")
 
 
-def _resealed(payload: dict[str, Any], *, command: str) -> dict[str, Any]:
+def _resealed(payload: dict[str, Any], *, letter: DeadLetter) -> dict[str, Any]:
     """The letter's JWE fields sealed again, stamped now: those it kept were stamped when the
-    command was first sent, and would be refused as expired."""
+    command was first sent, and would be refused as expired. Fields already expired when the
+    command was dead-lettered stay expired (NotRetryable)."""
+    from worker.dead_letters import NotRetryable
     from worker.sealed_fields import resealed
 
-    keys = get_settings().sealing_key_set
+    settings = get_settings()
+    keys = settings.sealing_key_set
     if keys is None:
         return payload
-    return resealed(payload, keys=keys, command=command, command_id=str(payload["command_id"]))
+    command_id = payload.get("command_id")
+    if not isinstance(command_id, str):
+        raise NotRetryable("it carries no command_id, which its sealed fields are bound to")
+    young_at_letter = letter.dead_lettered_at.timestamp() - settings.sealed_max_age_s
+    return resealed(
+        payload, keys=keys, command=str(letter.task), command_id=command_id,
+        issued_after=int(young_at_letter),
+    )  # fmt: skip
 
 
 def _dead_letters() -> DeadLetterBox:
@@ -268,10 +278,23 @@ def health() -> None:
     """Exit 0 only if this machine's worker consumed recently (a container liveness probe)."""
     import time
 
+    from worker.database_health import current_database_fault
     from worker.health_step import last_consuming_at
     from worker.redis_eviction import eviction_status
+    from worker.redis_refusals import current_refusal
 
     settings = get_settings()
+    # Redis refusing the worker's commands (full, a replica...) within the last seconds: it
+    # retries, but serves nothing meanwhile.
+    refused = current_refusal(settings.health_file)
+    if refused is not None:
+        click.echo(f"unhealthy: {refused}", err=True)
+        raise SystemExit(1)
+    # The database refusing writes (read-only after a failover, shut down...) just now.
+    unwritable = current_database_fault(settings.health_file)
+    if unwritable is not None:
+        click.echo(f"unhealthy: {unwritable}", err=True)
+        raise SystemExit(1)
     noted = last_consuming_at(settings.health_file)
     if noted is None:
         click.echo(f"unhealthy: no note in {settings.health_file}", err=True)
@@ -281,7 +304,7 @@ def health() -> None:
         click.echo(f"unhealthy: last consumed {age:.0f} s ago", err=True)
         raise SystemExit(1)
     # Counts that could vanish are a worker not fit to serve, whatever else it does.
-    kept, said = eviction_status(settings.events_url or settings.broker_url)
+    kept, said = eviction_status(settings.events_url or settings.broker_url, settings.redis_options)
     if not kept:
         click.echo(f"unhealthy: {said}", err=True)
         raise SystemExit(1)

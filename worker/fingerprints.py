@@ -3,10 +3,16 @@
 An outcome is replayed only to a request with the same fingerprint, so a `command_id` sent
 with someone else's command learns nothing of the first (`command-id-conflict`). The
 fingerprint is HMAC-SHA256 over a canonical JSON of the command name, the appid and every
-field the command declares but `command_id`, each under its canonical spelling (`secret_code`
-is `secret-code`). Secret fields count as their opened plaintext, so a resend that was sealed
-again matches; the HMAC key keeps them from being tested offline, so with no key (a stock
-dashboard and no IDEMPOTENCY_KEY) they are left out rather than stored under a fast hash.
+field the command declares but `command_id`, as the message carries it, each under its
+canonical spelling (`secret_code` is `secret-code`).
+
+A sealed field counts as its token, not as the text it opens to: were it the text, anyone able
+to seal (every producer holds the public key) could re-seal guesses under a recorded
+command_id and learn from replay-or-conflict which guess is the reset code or the new password
+there, with no attempt counted. A resend therefore sends the same tokens (the client keeps
+them); a re-sealed resend is a different request. A plaintext secret counts as its text, under
+the HMAC key, which keeps it from being tested offline; with no key at all (a stock dashboard
+and no IDEMPOTENCY_KEY) plaintext secrets are left out rather than stored under a fast hash.
 """
 
 from __future__ import annotations
@@ -54,20 +60,17 @@ class RequestFingerprints:
         command: str,
         appid: Any,
         fields: dict[str, Any],
-        opened: bool,
         positional: int,
     ) -> str:
         """The fingerprint of one request, 64 hex digits.
 
-        `fields` is the payload with its sealed fields opened, or as sent when they did not
-        open (`opened` False): such a request never matches one whose fields opened.
-        `positional` counts positional arguments, which make any request `invalid-payload`.
+        `fields` is the payload as sent (sealed fields as their tokens). `positional` counts
+        positional arguments, which make any request `invalid-payload`.
         """
         canonical = {
             "command": command,
             "appid": appid,
             "fields": self._fields(model, fields),
-            "opened": opened,
             "positional": positional,
         }
         # ensure_ascii: lone surrogates (JSON allows them) are escaped, not unencodable.
@@ -77,12 +80,16 @@ class RequestFingerprints:
     def _fields(self, model: type[BaseModel], fields: dict[str, Any]) -> dict[str, Any]:
         canonical = {}
         for name, info in model.model_fields.items():
-            if name in _NOT_FINGERPRINTED or (_is_secret(info) and not self.covers_secrets):
+            if name in _NOT_FINGERPRINTED:
                 continue
             spellings = _spellings(name, info)
             given = next((key for key in spellings if key in fields), None)
-            if given is not None:
-                canonical[spellings[0]] = fields[given]
+            if given is None:
+                continue
+            value = fields[given]
+            if _is_secret(info) and not self.covers_secrets and not _is_sealed(value):
+                continue  # a plaintext secret with no key to hide it under
+            canonical[spellings[0]] = value
         return canonical
 
 
@@ -100,3 +107,8 @@ def _is_secret(info: FieldInfo) -> bool:
     """A `SecretStr` field, optional or not."""
     kinds = get_args(info.annotation) or (info.annotation,)
     return any(isinstance(kind, type) and issubclass(kind, SecretStr) for kind in kinds)
+
+
+def _is_sealed(value: Any) -> bool:
+    """`{"sealed": TOKEN}`: ciphertext, safe to fingerprint with or without a key."""
+    return isinstance(value, dict) and value.keys() == {"sealed"}

@@ -76,6 +76,11 @@ class Metrics:
             "Reset-code attempts refused unchecked (too-many-attempts), by the limit used up",
             ["limit"],
         )
+        self.redis_refusals: Counter = Counter(
+            "account_reset_redis_refusals",
+            "Commands Redis refused for a while (full, read-only, loading, busy...), by error",
+            ["error"],
+        )
 
 
 def remove_multiprocess_dir() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from celery import bootsteps
 
+from client.redis_clients import redis_client
 from worker.bootstrap import broker_url
 from worker.metrics import remove_multiprocess_dir, serve
 from worker.settings import get_settings
@@ -26,7 +26,7 @@ class MetricsStep(bootsteps.StartStopStep):
         settings = get_settings()
         if settings.metrics_port is None:
             return
-        broker = redis.Redis.from_url(broker_url(settings))
+        broker = redis_client(broker_url(settings), settings.redis_options)
         queue = settings.consumed_queue
 
         def queue_depth() -> dict[str, int]:

@@ -117,10 +117,12 @@ class CommandProcessor:
                 fields = self.sealed.open(payload, command=model.name, command_id=command_id)
             except CommandRejected as rejected:
                 refusal = rejected.code
+        # Over the message as sent: a sealed field counts as its token, never as the text it
+        # opens to, or replay-versus-conflict would tell whoever re-seals a guess under a
+        # recorded command_id whether it equals the secret there (a code oracle, uncounted).
         fingerprint = self.fingerprints.of(
-            model, command=model.name, appid=appid, fields=fields,
-            opened=refusal is None, positional=len(args),
-        )  # fmt: skip
+            model, command=model.name, appid=appid, fields=payload, positional=len(args)
+        )
         scope = model.usable_appid(appid) or UNUSABLE_APPID_SCOPE
         return _Request(command_id, appid, scope, fields, refusal, fingerprint)
 

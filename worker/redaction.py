@@ -59,3 +59,18 @@ class RefusedMessageFilter(logging.Filter):
             record.args = (shown,)
             record.exc_info = record.exc_text = None
         return True
+
+
+class RestoreFailureFilter(logging.Filter):
+    """kombu logs a message it could not put back (`Could not restore message: %r`) whole, body
+    and headers included, where the secrets are: keep the fault's type and nothing else."""
+
+    TEMPLATE = "Could not restore message: %r"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.TEMPLATE:
+            fault = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else "?"
+            record.msg = "Could not restore a message (%s); its body and headers are not logged"
+            record.args = (fault,)
+            record.exc_info = record.exc_text = None
+        return True

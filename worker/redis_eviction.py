@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 
+from client.redis_clients import RedisOptions, redis_client
+
 log = logging.getLogger(__name__)
 
 SAFE_POLICY = "noeviction"
@@ -66,14 +68,14 @@ def check_eviction(client: redis.Redis) -> EvictionPolicy:
     return policy
 
 
-def counts_client(url: str) -> redis.Redis:
+def counts_client(url: str, options: RedisOptions | None = None) -> redis.Redis:
     """A client for the check alone, which never waits long on one reply."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=CHECK_TIMEOUT_S, socket_timeout=CHECK_TIMEOUT_S
+    return redis_client(
+        url, options, socket_connect_timeout=CHECK_TIMEOUT_S, socket_timeout=CHECK_TIMEOUT_S
     )
 
 
-def refuse_an_evicting_redis(url: str) -> None:
+def refuse_an_evicting_redis(url: str, options: RedisOptions | None = None) -> None:
     """At a worker's start: exit with one line if the counts could vanish.
 
     A Redis out of reach is not waited for: the worker starts anyway, since committed outcomes
@@ -81,7 +83,7 @@ def refuse_an_evicting_redis(url: str) -> None:
     is back (an attempt is never checked uncounted). `account-reset health` checks the policy
     on every probe, so an evicting Redis is still reported once it is reachable.
     """
-    client = counts_client(url)
+    client = counts_client(url, options)
     try:
         check_eviction(client)
     except EvictingRedis as refused:
@@ -96,11 +98,11 @@ def refuse_an_evicting_redis(url: str) -> None:
         client.close()
 
 
-def eviction_status(url: str | None) -> tuple[bool, str]:
+def eviction_status(url: str | None, options: RedisOptions | None = None) -> tuple[bool, str]:
     """For `account-reset health`: whether the counts are safe from eviction, and one line."""
     if url is None:
         return True, "attempt counts on the embedded Redis (development)"
-    client = counts_client(url)
+    client = counts_client(url, options)
     try:
         policy = check_eviction(client)
     except EvictingRedis as refused:

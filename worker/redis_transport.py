@@ -22,6 +22,14 @@ needs the connection's details, which are already gone, and the AttributeError s
 worker ("Unrecoverable error"). Those messages are still in Redis's unacknowledged set, so
 the periodic restore brings them back once the visibility timeout passes: this leaves them to
 it, and the worker reconnects.
+
+**A Redis refusing commands stopping the worker.** A full Redis refuses BLMOVE (and the
+MULTI that records a message; kombu's BRPOP is not refused), a replica refuses every write,
+a loading or busy one every command, each with an error reply that kombu let through as
+"Unrecoverable error: OutOfMemoryError". Here such a refusal (worker/redis_refusals.py) is
+counted and noted, and the take waits (0.1 s doubling to 2 s, without blocking the event
+loop) and tries again; a message taken while its record was refused stays in the reserved
+list for the restore sweep, and a refused sweep or acknowledgement is left for the next one.
 """
 
 from __future__ import annotations
@@ -35,7 +43,10 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
+from redis.sentinel import Sentinel
 from typing_extensions import override
+
+from worker.redis_refusals import note_refusal, refusal_kind
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +66,22 @@ _KombuQoS: Any = kombu_redis.QoS
 _KombuChannel: Any = kombu_redis.Channel
 
 
+# The take's wait after a refusal: doubled at each refusal in a row, up to the last figure.
+REFUSED_WAIT_FIRST_S = 0.1
+REFUSED_WAIT_MAX_S = 2.0
+
+
 def reserved_key(queue: str) -> str:
     return queue + RESERVED_SUFFIX
+
+
+def _noted_if_refused(exc: BaseException, where: str) -> bool:
+    """True (and counted, noted) when `exc` is Redis refusing commands for a while."""
+    kind = refusal_kind(exc)
+    if kind is None:
+        return False
+    note_refusal(kind, where=where)
+    return True
 
 
 class QoS(_KombuQoS):  # type: ignore[misc]
@@ -78,10 +103,32 @@ class QoS(_KombuQoS):  # type: ignore[misc]
         virtual.QoS.append(self, message, delivery_tag)
 
     @override
+    def ack(self, delivery_tag: str) -> None:
+        try:
+            super().ack(delivery_tag)
+        except Exception as exc:
+            if not _noted_if_refused(exc, "an acknowledgement"):
+                raise
+            # Still in the unacknowledged set: redelivered after the visibility timeout, and
+            # answered then with its recorded outcome (same event_id).
+            virtual.QoS.ack(self, delivery_tag)
+
+    @override
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue=requeue)
+        except Exception as exc:
+            if not _noted_if_refused(exc, "a message put back"):
+                raise
+            virtual.QoS.ack(self, delivery_tag)  # left unacknowledged, for the restore sweep
+
+    @override
     def restore_unacked(self, client: Any = None) -> Any:
         try:
             return super().restore_unacked(client)
-        except AttributeError:
+        except Exception as exc:
+            if not isinstance(exc, AttributeError) and not _noted_if_refused(exc, "a restore"):
+                raise
             delivered: dict[str, Any] = self._delivered or {}
             log.warning(
                 "broker connection lost: %d unacknowledged message(s) left for the restore"
@@ -93,21 +140,32 @@ class QoS(_KombuQoS):  # type: ignore[misc]
 
     @override
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
-        super().restore_visible(start, num, interval)
-        if (self._vrestore_count - 1) % (interval or 1) == 0:
-            self.channel.restore_reserved(self.visibility_timeout)
+        try:
+            super().restore_visible(start, num, interval)
+            if (self._vrestore_count - 1) % (interval or 1) == 0:
+                self.channel.restore_reserved(self.visibility_timeout)
+        except Exception as exc:
+            if not _noted_if_refused(exc, "the restore sweep"):
+                raise  # the next sweep puts back what this one could not
 
 
 class Channel(_KombuChannel):  # type: ignore[misc]
     QoS = QoS
     reserved_now: tuple[str, bytes] | None = None
     _single_queue: str | None = None
+    # While Redis refuses commands: no take before this (time.monotonic()), and how many in a row.
+    _refused_until: float = 0.0
+    _refusals_in_row: int = 0
     # A whole queue entry (envelope, headers and body) larger than this is refused unread.
     max_entry_bytes: int = 256 * 1024
     from_transport_options = (*_KombuChannel.from_transport_options, "max_entry_bytes")
 
     @override
     def _brpop_start(self, timeout: int | None = None) -> None:
+        if time.monotonic() < self._refused_until:
+            # Nothing sent: the event loop calls again at its next tick (timers keep it to
+            # about a second), so the wait blocks nothing else.
+            return
         queues = self._queue_cycle.consume(len(self.active_queues))
         if len(queues) != 1 or len(self.priority_steps) != 1 or self.global_keyprefix:
             self._single_queue = None
@@ -124,14 +182,31 @@ class Channel(_KombuChannel):  # type: ignore[misc]
 
     @override
     def _brpop_read(self, **options: Any) -> Any:
+        try:
+            taken = self._take(**options)
+        except Exception as exc:
+            if not _noted_if_refused(exc, "the take from the queue"):
+                self._refusals_in_row = 0
+                raise
+            # Whatever was taken is in the queue, its reserved list or the unacknowledged set.
+            self._refusals_in_row += 1
+            wait_s = REFUSED_WAIT_FIRST_S * 2 ** min(self._refusals_in_row - 1, 8)
+            self._refused_until = time.monotonic() + min(wait_s, REFUSED_WAIT_MAX_S)
+            self._in_poll = None
+            raise virtual.Empty() from None
+        self._refusals_in_row = 0
+        return taken
+
+    def _take(self, **options: Any) -> Any:
         queue = self._single_queue
         if queue is None:
             return super()._brpop_read(**options)
         try:
             try:
                 item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
-            except self.connection_errors:
-                self.client.connection.disconnect()  # the next poll reconnects
+            except self.connection_errors as exc:
+                if refusal_kind(exc) is None:  # LOADING is a full reply on a sound connection
+                    self.client.connection.disconnect()  # the next poll reconnects
                 raise
             if not item:
                 raise virtual.Empty()
@@ -250,3 +325,53 @@ def _text(value: bytes | str) -> str:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+_KombuSentinelChannel: Any = kombu_redis.SentinelChannel
+
+
+class SentinelChannel(Channel, _KombuSentinelChannel):  # type: ignore[misc]
+    """The worker's channel (BLMOVE into the reserved list, the entry checks) on the master that
+    Redis Sentinel names, with kombu's Sentinel connections: a connection to a demoted master
+    fails as a connection error (redis-py), and the consumer reconnects to the new master.
+
+    The sentinels come from the `sentinels` transport option (client/redis_clients.py), not from
+    kombu's failover URLs: switching to one of those re-reads its scheme and would drop this
+    transport for kombu's own, which takes messages with BRPOP.
+    """
+
+    sentinels: list[tuple[str, int]] | None = None
+    from_transport_options = (
+        *_KombuSentinelChannel.from_transport_options,
+        "max_entry_bytes",
+        "sentinels",
+    )
+
+    @override
+    def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
+        if not self.sentinels:
+            return super()._sentinel_managed_pool(asynchronous)
+        master_name = getattr(self, "master_name", None)
+        if master_name is None:
+            raise ValueError("a sentinel:// broker needs ACCOUNT_RESET_SENTINEL_MASTER")
+        params = {
+            name: value
+            for name, value in self._connparams(asynchronous).items()
+            if name not in ("host", "port")
+        }
+        manager = Sentinel(
+            [(str(host), int(port)) for host, port in self.sentinels],
+            min_other_sentinels=getattr(self, "min_other_sentinels", 0),
+            sentinel_kwargs=getattr(self, "sentinel_kwargs", None),
+            **params,
+        )
+        # Kept so that kombu closes the connections to the sentinels with the channel.
+        if asynchronous:
+            self._async_sentinel_manager = manager
+        else:
+            self._sentinel_manager = manager
+        return manager.master_for(master_name).connection_pool
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

@@ -123,11 +123,19 @@ def open_bound(token: str, binding: Binding, *, keys: SealingKeys) -> tuple[str,
 
 
 def resealed(
-    payload: dict[str, Any], *, keys: SealingKeys, command: str, command_id: str
+    payload: dict[str, Any],
+    *,
+    keys: SealingKeys,
+    command: str,
+    command_id: str,
+    issued_after: int,
 ) -> dict[str, Any]:
-    """`payload` with each JWE field opened (binding checked, age not) and sealed again to the
-    newest key, with the same binding, stamped now: what a dead-letter retry sends, since the
-    tokens it kept were stamped when the command was first sent. SealError if one does not open.
+    """`payload` with each JWE field opened (binding checked) and sealed again to the newest
+    key, with the same binding, stamped now: what a dead-letter retry sends, since the tokens
+    it kept were stamped when the command was first sent. A token stamped before `issued_after`
+    (Unix seconds: it had expired by the time its command was dead-lettered) is not made young
+    again, or an old message pushed to be dead-lettered would come back fresh. SealError if one
+    does not open or is that old.
     """
     public = keys.newest
     again = dict(payload)
@@ -135,7 +143,9 @@ def resealed(
         value = payload[field]
         if _is_sealed(value) and _is_jwe(value[SEALED]):
             binding = Binding.of(command=command, field=field, command_id=command_id)
-            text, _issued_at = open_bound(value[SEALED], binding, keys=keys)
+            text, issued_at = open_bound(value[SEALED], binding, keys=keys)
+            if issued_at < issued_after:
+                raise SealError("a sealed field had expired before its command was dead-lettered")
             again[field] = {SEALED: seal(text, key=public, binding=binding)}
     return again
 

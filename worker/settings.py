@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from client.redis_clients import RedisOptions, check_redis_url
 from client.settings import read_key_file
 from client.signing import check_key_pair
 from schemas import CommandLimits
@@ -24,6 +25,8 @@ DEVELOPMENT_HASH_KEY = "development-only-hash-key"
 # bcrypt cost below 10 (the dashboard's own default) makes stolen password hashes cheap to crack.
 MIN_HASH_KEY_LENGTH = 16
 MIN_PRODUCTION_BCRYPT_ROUNDS = 10
+# Long enough for a command's own work inside its transaction (bcrypt, a Redis counter).
+DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S = 10.0
 
 
 class Settings(BaseSettings):
@@ -37,9 +40,6 @@ class Settings(BaseSettings):
 
     # Broker and queue. No broker URL: an embedded Redis is started (development only).
     broker_url: str | None = None
-    # Set by `account-reset worker` and `account-reset demo` alone, when BROKER_URL is the
-    # embedded Redis they started: it counts as no broker URL (development's placeholder key).
-    embedded_broker: bool = False
     queue: str = "account-reset"
     # Session revocations' own queue, consumed by nodes of their own (`account-reset worker
     # --sessions`), so that they never wait behind password resets (bcrypt) or junk. Unset:
@@ -59,6 +59,15 @@ class Settings(BaseSettings):
 
     # The dashboard's storage cache; unset means the dashboard runs without one.
     cache_url: str | None = None
+
+    # Redis Sentinel, for any sentinel:// URL above: the master's name (required), the
+    # sentinels' own password, and TLS to the sentinels and the master they name.
+    sentinel_master: str | None = None
+    sentinel_password: SecretStr | None = None
+    sentinel_tls: bool = False
+    # The CA of the Redis servers' certificates (rediss://, SENTINEL_TLS) when a URL names none
+    # in ssl_ca_certs; unset: the system's CAs. Certificates are always verified.
+    redis_ca_file: Path | None = None
 
     database_url: str = "sqlite:///account-reset.db"
     db_pool_size: int = Field(default=2, ge=1)
@@ -100,6 +109,11 @@ class Settings(BaseSettings):
 
     # A row lock held longer than this (a stuck transaction) is a transient fault, retried.
     db_lock_timeout_s: float = Field(default=5.0, gt=0)
+    # A transaction left idle this long (its worker frozen or hung) is ended by the database,
+    # which frees its row locks before the other workers' retries for them run out. Unset:
+    # 10 s, or 80 % of that retry budget when the budget is shorter (see
+    # `lock_retry_budget_s`); set, it must be below the budget.
+    db_idle_in_transaction_timeout_s: float | None = Field(default=None, gt=0)
 
     # Commands that cannot be processed: poison messages, and faults that outlasted retries.
     dead_letters_key: str = "account-reset:dead-letters"
@@ -244,6 +258,30 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("sentinel_master", "redis_ca_file", mode="before")
+    @classmethod
+    def _empty_redis_option_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _redis_urls_are_usable(self) -> Settings:
+        for name in ("broker_url", "events_url", "cache_url", "dashboard_metrics_url"):
+            check_redis_url(
+                getattr(self, name), self.redis_options, variable=f"ACCOUNT_RESET_{name.upper()}"
+            )
+        return self
+
+    @property
+    def redis_options(self) -> RedisOptions:
+        """How every Redis URL of the worker is reached (Sentinel, TLS)."""
+        password = self.sentinel_password
+        return RedisOptions(
+            sentinel_master=self.sentinel_master,
+            sentinel_password=password.get_secret_value() if password else None,
+            sentinel_tls=self.sentinel_tls,
+            ca_file=self.redis_ca_file,
+        )
+
     @model_validator(mode="after")
     def _redis_metrics_need_a_url(self) -> Settings:
         if self.dashboard_metrics == "redis" and not self.dashboard_metrics_url:
@@ -325,6 +363,33 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def lock_retry_budget_s(self) -> float:
+        """How long, at the least, a command waits on a row lock before it is dead-lettered.
+
+        Every attempt waits the full lock timeout before it fails; the backoff between
+        attempts has full jitter and may be 0, so only the lock waits are sure.
+        """
+        return (self.max_retries + 1) * self.db_lock_timeout_s
+
+    @property
+    def idle_in_transaction_timeout_s(self) -> float:
+        if self.db_idle_in_transaction_timeout_s is not None:
+            return self.db_idle_in_transaction_timeout_s
+        return min(DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S, 0.8 * self.lock_retry_budget_s)
+
+    @model_validator(mode="after")
+    def _idle_transactions_end_within_the_retry_budget(self) -> Settings:
+        idle_s = self.db_idle_in_transaction_timeout_s
+        if idle_s is not None and idle_s >= self.lock_retry_budget_s:
+            raise ValueError(
+                f"ACCOUNT_RESET_DB_IDLE_IN_TRANSACTION_TIMEOUT_S ({idle_s:g}) must be below"
+                " (ACCOUNT_RESET_MAX_RETRIES + 1) x ACCOUNT_RESET_DB_LOCK_TIMEOUT_S"
+                f" ({self.lock_retry_budget_s:g} s), the least time another worker waits"
+                " for a row lock before giving up"
+            )
+        return self
+
+    @property
     def is_development(self) -> bool:
         """Development's leniency: said explicitly, or implied by the embedded Redis."""
         if self.environment is None:
@@ -344,7 +409,7 @@ class Settings(BaseSettings):
 
     @property
     def _on_embedded_redis(self) -> bool:
-        return self.broker_url is None or self.embedded_broker
+        return self.broker_url is None
 
     @property
     def _on_embedded_redis_in_development(self) -> bool:
