@@ -45,6 +45,16 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def remove_health_files(env: Mapping[str, str]) -> None:
+    """A worker env's liveness note and the fault notes written beside it (`<file>.*`)."""
+    named = env.get("ACCOUNT_RESET_HEALTH_FILE")
+    if named is None:
+        return
+    path = Path(named)
+    for note in [path, *path.parent.glob(path.name + ".*")]:
+        note.unlink(missing_ok=True)
+
+
 @dataclass
 class WorkerProcess:
     """A real `celery -A worker worker` process with its own queue, stream and database."""
@@ -79,7 +89,7 @@ class WorkerProcess:
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=WORKER_STOP_DEADLINE_S)
         self.process = None
-        Path(self.env.get("ACCOUNT_RESET_HEALTH_FILE", "/nonexistent")).unlink(missing_ok=True)
+        remove_health_files(self.env)
         return code
 
     def log(self) -> str:

@@ -23,7 +23,7 @@ from celery import Celery
 
 from client.events import wait_for_outcomes
 from tests import conftest
-from tests.support import TEST_BCRYPT_ROUNDS, worker_env
+from tests.support import TEST_BCRYPT_ROUNDS, remove_health_files, worker_env
 from worker.database import create_db_engine
 from worker.embedded_redis import free_port
 
@@ -183,7 +183,7 @@ def test_the_compose_commands_run_a_production_worker(
         flower.wait(timeout=DEADLINE_S)
         client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
         client.close()
-        Path(env["ACCOUNT_RESET_HEALTH_FILE"]).unlink(missing_ok=True)
+        remove_health_files(env)
     assert any(
         line.startswith(b"{") for line in (tmp_path / "worker.log").read_bytes().splitlines()
     )

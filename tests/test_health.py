@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from tests.support import WorkerProcess, worker_env
+from tests.support import WorkerProcess, remove_health_files, worker_env
 
 CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0
@@ -44,7 +44,7 @@ def worker(redis_url: str, database_url: str, tmp_path: Path) -> Iterator[Worker
     running = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
     yield running
     running.stop()
-    Path(env["ACCOUNT_RESET_HEALTH_FILE"]).unlink(missing_ok=True)
+    remove_health_files(env)
 
 
 def test_health_fails_when_the_worker_stops_consuming_though_still_connected(
