@@ -39,6 +39,7 @@ import logging
 import time
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -149,6 +150,12 @@ class QoS(_KombuQoS):  # type: ignore[misc]
                 raise  # the next sweep puts back what this one could not
 
 
+class RedisRefusesWrites(redis.ConnectionError):
+    """Redis refused a consumer's queue declaration (full, a replica, too few replicas): to
+    Celery a lost connection, which it re-establishes with its backoff, where any other error
+    there stops the worker ("Unrecoverable error")."""
+
+
 class Channel(_KombuChannel):  # type: ignore[misc]
     QoS = QoS
     reserved_now: tuple[str, bytes] | None = None
@@ -159,6 +166,19 @@ class Channel(_KombuChannel):  # type: ignore[misc]
     # A whole queue entry (envelope, headers and body) larger than this is refused unread.
     max_entry_bytes: int = 256 * 1024
     from_transport_options = (*_KombuChannel.from_transport_options, "max_entry_bytes")
+
+    @override
+    def _queue_bind(self, *args: Any) -> None:
+        # Every consumer start and reconnect declares its queue: a write, so a Redis refusing
+        # writes (NOREPLICAS after a failover, OOM, READONLY) refused it and stopped the worker.
+        try:
+            super()._queue_bind(*args)
+        except redis.ResponseError as exc:
+            if not _noted_if_refused(exc, "queue declaration"):
+                raise
+            raise RedisRefusesWrites(
+                f"Redis refused the queue declaration ({refusal_kind(exc)})"
+            ) from None
 
     @override
     def _brpop_start(self, timeout: int | None = None) -> None:

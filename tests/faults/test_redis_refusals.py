@@ -186,3 +186,37 @@ def test_redis_busy_with_a_script_mid_stream_stops_nothing(
     assert figures["applied"] == COMMANDS // 3
     assert dead_letters == 0
     assert refusals > 0
+
+
+def test_a_redis_refusing_writes_when_the_worker_declares_its_queue_stops_nothing(
+    postgres_url: str, hasher: Hasher, tmp_path: Path
+) -> None:
+    """Found while testing Sentinel: a master with too few replicas refuses writes (NOREPLICAS),
+    and the queue declaration every consumer start and reconnect makes is a write, which stopped
+    the worker (Unrecoverable error: ResponseError, SADD of a pipeline). The worker now treats
+    it as a lost connection and reconnects: here it starts against such a Redis, stays up, and
+    once Redis takes writes again applies 30 commands over 10 accounts."""
+    seeder = Seeder(postgres_url, hasher)
+    with PrivateRedis() as broker:
+        admin = redis.Redis.from_url(broker.url)
+        admin.config_set("min-replicas-to-write", "1")  # no replica: every write refused
+        env = _env(broker, postgres_url)
+        worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
+        assert worker.process is not None
+        main_pid = worker.process.pid
+        try:
+            worker.wait_for_log(r"Redis refused the queue declaration \(noreplicas\)")
+            worker.wait_for_log(r"Trying to re-establish the connection", count=2)
+            alive_while_refused = worker.process.poll() is None
+            admin.config_set("min-replicas-to-write", "0")
+            commands = CommandStream.plan(seeder, worker, accounts=10, count=30)
+            commands.push(admin)
+            figures = commands.verify(seeder, admin, "NOREPLICAS while declaring the queue")
+            same_pid = worker.process.poll() is None and worker.process.pid == main_pid
+        finally:
+            worker.stop()
+            seeder.engine.dispose()
+    assert alive_while_refused
+    assert same_pid
+    assert "Unrecoverable error" not in worker.log()
+    assert figures["applied"] == 30
