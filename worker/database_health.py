@@ -9,7 +9,6 @@ it while the note is fresh: "unhealthy: database is read-only".
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.exc import DBAPIError
 
 from worker.database_faults import fault_cause
+from worker.health_notes import fresh_note, note_path, write_note
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ _last_noted_at = 0.0
 
 
 def database_note_path(health_file: Path) -> Path:
-    return health_file.with_name(health_file.name + ".database")
+    return note_path(health_file, "database")
 
 
 def note_database_fault(exc: BaseException, health_file: Path) -> None:
@@ -51,22 +51,16 @@ def note_database_fault(exc: BaseException, health_file: Path) -> None:
             return
         _last_noted_at = now
     try:
-        path = database_note_path(health_file)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps({"cause": cause, "at": now, "pid": os.getpid()}))
-        partial.replace(path)
+        write_note(database_note_path(health_file), {"cause": cause, "at": now, "pid": os.getpid()})
     except OSError as error:  # a note must never turn a transient fault into a lasting one
         log.warning("database fault not noted: %s", type(error).__name__)
 
 
 def current_database_fault(health_file: Path, *, now: float | None = None) -> str | None:
     """The cause noted within NOTE_FRESH_S ("database is read-only"), else None."""
-    try:
-        note = json.loads(database_note_path(health_file).read_text())
-        cause, at = str(note["cause"]), float(note["at"])
-    except (OSError, ValueError, KeyError, TypeError):
+    note = fresh_note(database_note_path(health_file), fresh_s=NOTE_FRESH_S, now=now)
+    if note is None or "cause" not in note:
         return None
-    if (time.time() if now is None else now) - at > NOTE_FRESH_S:
-        return None
+    cause = str(note["cause"])
     # "connection refused" alone could be Redis's.
     return cause if cause.startswith("database") else f"database: {cause}"

@@ -15,7 +15,6 @@ those may be a command's sealed fields.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import redis
+
+from worker.health_notes import fresh_note, note_path, write_note
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def is_refusal(exc: BaseException) -> bool:
 
 
 def refusal_note_path(health_file: Path) -> Path:
-    return health_file.with_name(health_file.name + ".redis-refused")
+    return note_path(health_file, "redis-refused")
 
 
 _last_noted: dict[str, float] = {}
@@ -105,20 +106,15 @@ def note_refusal(kind: str, *, where: str) -> None:
     log.warning("Redis refused %s (%s): will try again", where, kind)
     try:
         path = refusal_note_path(get_settings().health_file)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps({"error": kind, "at": now, "pid": os.getpid()}))
-        partial.replace(path)
+        write_note(path, {"error": kind, "at": now, "pid": os.getpid()})
     except OSError as exc:  # a note must never turn a transient fault into a lasting one
         log.warning("Redis refusal not noted: %s", type(exc).__name__)
 
 
 def current_refusal(health_file: Path, *, now: float | None = None) -> str | None:
     """What the health probe says of a refusal noted within NOTE_FRESH_S, else None."""
-    try:
-        note = json.loads(refusal_note_path(health_file).read_text())
-        kind, at = str(note["error"]), float(note["at"])
-    except (OSError, ValueError, KeyError, TypeError):
+    note = fresh_note(refusal_note_path(health_file), fresh_s=NOTE_FRESH_S, now=now)
+    if note is None or "error" not in note:
         return None
-    if (time.time() if now is None else now) - at > NOTE_FRESH_S:
-        return None
+    kind = str(note["error"])
     return REFUSAL_WORDS.get(kind, f"Redis refuses commands ({kind})")
