@@ -147,10 +147,17 @@ def session_keys_of(env: Mapping[str, str]) -> set[str]:
               if name in env]  # fmt: skip
     suffixes = ("", ":reserved", ":reserved:seen", ":reserved:mutex", ":unacked",
                 ":unacked_index", ":unacked_mutex")  # fmt: skip
-    return {queue + suffix for queue in queues for suffix in suffixes} | {
-        env["ACCOUNT_RESET_EVENTS_STREAM"],
-        env["ACCOUNT_RESET_DEAD_LETTERS_KEY"],
-    }
+    # kombu declares each queue's binding in keys of its own, which outlive the queue.
+    kinds = ("binding", "binding_permanent")
+    bindings = {f"_kombu.{kind}.{queue}" for queue in queues for kind in kinds}
+    return (
+        bindings
+        | {queue + suffix for queue in queues for suffix in suffixes}
+        | {
+            env["ACCOUNT_RESET_EVENTS_STREAM"],
+            env["ACCOUNT_RESET_DEAD_LETTERS_KEY"],
+        }
+    )
 
 
 def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[str, str]:
