@@ -137,6 +137,18 @@ def follow_stream(
     return entries
 
 
+def wait_until_acknowledged(client: redis.Redis, queue: str, timeout_s: float) -> None:
+    """Until the worker has taken and acknowledged every message of `queue`: the queue, its
+    reserved list and its unacknowledged hash are all empty (a worker stopped before its last
+    acknowledgement hands that message back to the queue, and the next start replays it)."""
+    keys = [queue, queue + ":reserved", queue + ":unacked"]
+    deadline = time.monotonic() + timeout_s
+    while client.exists(*keys):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{queue}: messages still unacknowledged after {timeout_s}s")
+        time.sleep(0.05)  # Redis has no notification for an emptied key; the deadline bounds it
+
+
 # Every Redis key a worker env of this test session names; removed when the session ends
 # (tests delete what they look at; this catches what a failed or killed run left).
 SESSION_KEYS: set[str] = set()

@@ -32,6 +32,7 @@ from tests.support import (
     raw_protocol2_message,
     task_id_of,
     unique,
+    wait_until_acknowledged,
     worker_env,
 )
 
@@ -153,6 +154,9 @@ def test_no_secret_in_redis_its_aof_the_logs_or_the_task_events(
             )
             recorder.wait_for(lambda e: e.get("type") == "task-succeeded", DEADLINE_S)
             worker.wait_for_log("dead-lettered task reset-pasword", DEADLINE_S)
+            # Stopped before its last acknowledgement, a worker hands that message back to
+            # the queue, where the unsealed producer's plaintext would be found at rest.
+            wait_until_acknowledged(client, env["ACCOUNT_RESET_QUEUE"], DEADLINE_S)
         finally:
             worker.stop()
     producer.close()
