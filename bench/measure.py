@@ -13,7 +13,7 @@ import redis
 
 from client.events import read_outcome
 from client.raw_message import task_id_of
-from worker.redis_transport import reserved_key
+from worker.broker.transport import reserved_key
 
 DRAIN_DEADLINE_S = 600.0
 PUSH_CHUNK = 500

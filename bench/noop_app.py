@@ -1,6 +1,6 @@
 """The ceiling: a Celery app whose one task does nothing, configured as the worker is.
 
-Same broker, transport (worker/redis_transport.py), serializer, acknowledgement settings
+Same broker, transport (worker/broker/transport.py), serializer, acknowledgement settings
 (late acks, reject on worker lost, prefetch), pool and concurrency: the fastest any Celery
 worker can drain this queue on this machine.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery
 
-from worker.celery_app import celery_config
+from worker.app import celery_config
 from worker.settings import get_settings
 
 

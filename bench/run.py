@@ -33,9 +33,9 @@ from bench.processes import BenchWorker, MemorySampler, cpu_count
 from bench.report import Row, machine, table
 from bench.seed import APPID, Seeded, applied, seed_accounts
 from client.raw_message import raw_protocol2_message
-from worker.database import normalized_url
-from worker.hashing import Hasher
-from worker.migrate import upgrade
+from worker.db.engine import normalized_url
+from worker.db.migrate import upgrade
+from worker.security.hashing import Hasher
 
 HASH_KEY = "bench-hash-key-of-sixteen-plus"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"

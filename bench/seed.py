@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from worker.hashing import Hasher
-from worker.models import Account, ResetCode
+from worker.db.models import Account, ResetCode
+from worker.security.hashing import Hasher
 
 APPID = "bench"
 PLACEHOLDER_HASH = "$2b$04$" + "x" * 53

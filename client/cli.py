@@ -1,6 +1,6 @@
 """The producer's and the audit consumer's commands: `schema`, `enqueue`, `events tail`.
 
-They need Redis only; `account-reset` (worker/cli.py) adds them to its command group.
+They need Redis only; `account-reset` (worker/ops/cli.py) adds them to its command group.
 """
 
 from __future__ import annotations

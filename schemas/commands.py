@@ -173,7 +173,7 @@ class ResetAccountPassword(_Command):
     username: SecretStr
     new_password: SecretStr = Field(validation_alias=AliasChoices("new-password", "new_password"))
     # Where the request came from, as the producer names it: a hashed client address or a
-    # device id. Optional; it adds a guessing limit per source (worker/code_attempts.py).
+    # device id. Optional; it adds a guessing limit per source (worker/security/attempts.py).
     source: Annotated[str | None, WrapValidator(_none_unless_source)] = Field(
         default=None,
         max_length=MAX_SOURCE_LENGTH,

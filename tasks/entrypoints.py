@@ -9,8 +9,8 @@ from typing import Any
 
 from schemas import ResetAccountPassword, ResetSessionKey
 from tasks import handlers
-from worker.celery_app import app
-from worker.command_task import CommandTask
+from worker.app import app
+from worker.broker.task import CommandTask
 
 
 @app.task(name=ResetSessionKey.name, base=CommandTask, bind=True)

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 from schemas import ExceptionCode, ResetAccountPassword, ResetSessionKey
 from schemas.codes import CommandRejected
-from worker.models import Account
-from worker.rule_deps import RuleDeps
-from worker.unit_of_work import UnitOfWork
+from tasks.deps import RuleDeps
+from worker.db.models import Account
+from worker.db.unit_of_work import UnitOfWork
 
 SESSION_KEY_BYTES = 32
 

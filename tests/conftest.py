@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from hypothesis import settings
 
 from schemas import CommandLimits
+from tasks.deps import RuleDeps
+from tasks.pipeline import CommandProcessor
 from tests.support import (
     SESSION_KEYS,
     TEST_BCRYPT_ROUNDS,
@@ -31,20 +33,18 @@ from tests.support import (
     unique,
     worker_env,
 )
-from worker.cache import DashboardCache
-from worker.code_attempts import CodeAttempts, counts_naming_key
-from worker.dashboard_bookkeeping import DashboardBookkeeping
-from worker.database import create_db_engine, session_factory
-from worker.embedded_redis import EmbeddedRedis, free_port
-from worker.events import EventStream
-from worker.fingerprints import RequestFingerprints
-from worker.hashing import Hasher
-from worker.migrate import upgrade
-from worker.models import Account, ResetCode
-from worker.processing import CommandProcessor
-from worker.rule_deps import RuleDeps
-from worker.sealed_fields import SealedFields
-from worker.seeding import SeededAccount, create_account, create_reset_code
+from worker.db.engine import create_db_engine, session_factory
+from worker.db.migrate import upgrade
+from worker.db.models import Account, ResetCode
+from worker.dev.embedded_redis import EmbeddedRedis, free_port
+from worker.dev.seeding import SeededAccount, create_account, create_reset_code
+from worker.security.attempts import CodeAttempts, counts_naming_key
+from worker.security.fingerprints import RequestFingerprints
+from worker.security.hashing import Hasher
+from worker.security.sealed_fields import SealedFields
+from worker.streams.bookkeeping import DashboardBookkeeping
+from worker.streams.cache import DashboardCache
+from worker.streams.publisher import EventStream
 
 # CI runs the same examples every time (HYPOTHESIS_PROFILE=ci); a developer's run explores.
 settings.register_profile("ci", derandomize=True, print_blob=True)

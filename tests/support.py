@@ -28,8 +28,8 @@ from client.events import wait_for_outcomes
 from client.raw_message import raw_protocol2_message as raw_protocol2_message
 from client.raw_message import task_id_of as task_id_of
 from schemas import CommandOutcome
-from worker.database import normalized_url
-from worker.sealing_keys import SealingKeys
+from worker.db.engine import normalized_url
+from worker.security.sealing_keys import SealingKeys
 
 WORKER_STOP_DEADLINE_S = 60
 TEST_HASH_KEY = "test-hash-key-" + "k" * 20

@@ -16,7 +16,7 @@ import redis
 
 from schemas import CommandOutcome, ExceptionCode
 from tests.support import unique
-from worker.events import EventStream
+from worker.streams.publisher import EventStream
 
 CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from tasks.pipeline import CommandProcessor
 from tests.conftest import Seeder
 from tests.test_rules import password_payload, reset_password
-from worker.hashing import Hasher
-from worker.processing import CommandProcessor
+from worker.security.hashing import Hasher
 
 NEW_PASSWORD = "brand-new-password"
 MAX_ATTEMPTS = 5

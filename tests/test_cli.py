@@ -24,8 +24,8 @@ from celery import Celery
 from client.events import wait_for_outcomes
 from tests import conftest
 from tests.support import TEST_BCRYPT_ROUNDS, remove_health_files, worker_env
-from worker.database import create_db_engine
-from worker.embedded_redis import free_port
+from worker.db.engine import create_db_engine
+from worker.dev.embedded_redis import free_port
 
 CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from worker.dashboard_types import parse_sqlite_text, sequelize_sqlite_text
-from worker.database import create_db_engine, session_factory
-from worker.migrate import upgrade
-from worker.models import Account
+from worker.db.column_types import parse_sqlite_text, sequelize_sqlite_text
+from worker.db.engine import create_db_engine, session_factory
+from worker.db.migrate import upgrade
+from worker.db.models import Account
 
 SEQUELIZE_TEXT = "2026-11-23 17:55:51.669 +00:00"
 THAT_MOMENT = datetime(2026, 11, 23, 17, 55, 51, 669000, tzinfo=UTC)

@@ -25,11 +25,11 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import Seeder
 from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, worker_env
-from worker.command_task import is_transient
-from worker.database import create_db_engine
-from worker.database_faults import READ_ONLY, described, fault_cause
-from worker.hashing import Hasher
-from worker.migrate import upgrade
+from worker.broker.task import is_transient
+from worker.db.engine import create_db_engine
+from worker.db.faults import READ_ONLY, described, fault_cause
+from worker.db.migrate import upgrade
+from worker.security.hashing import Hasher
 from worker.settings import Settings
 
 # Writes nothing, yet a read-only transaction refuses it as a write.

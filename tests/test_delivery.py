@@ -32,8 +32,8 @@ from tests.support import (
     worker_env,
 )
 from tests.test_races import wait_until_waiting
-from worker.database import create_db_engine
-from worker.hashing import Hasher
+from worker.db.engine import create_db_engine
+from worker.security.hashing import Hasher
 
 DEADLINE_S = 60.0
 

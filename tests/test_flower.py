@@ -16,7 +16,7 @@ import redis
 
 from tests.conftest import Seeder
 from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique
-from worker.embedded_redis import free_port
+from worker.dev.embedded_redis import free_port
 
 DEADLINE_S = 60.0
 

@@ -26,15 +26,15 @@ from sqlalchemy.exc import OperationalError
 
 from client import AccountResetClient, ClientSettings
 from schemas.json_schema import wire_contract
+from tasks.pipeline import CommandProcessor
 from tests.conftest import Seeder
 from tests.faults.services import PrivateRedis
 from tests.support import WorkerProcess, unique, worker_env
 from tests.test_rules import password_payload, reset_password
-from worker.code_attempts import CodeAttempts
-from worker.embedded_redis import free_port
-from worker.hashing import Hasher
-from worker.migrate import upgrade
-from worker.processing import CommandProcessor
+from worker.db.migrate import upgrade
+from worker.dev.embedded_redis import free_port
+from worker.security.attempts import CodeAttempts
+from worker.security.hashing import Hasher
 from worker.settings import Settings
 
 NEW_PASSWORD = "brand-new-password"

@@ -6,7 +6,7 @@ import hashlib
 
 import bcrypt
 
-from worker.hashing import Hasher
+from worker.security.hashing import Hasher
 
 hasher = Hasher(key="dashboard-key", bcrypt_rounds=4)
 

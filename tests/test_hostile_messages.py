@@ -44,11 +44,11 @@ from tests.support import (
     worker_env,
 )
 from tests.test_races import wait_until_waiting
-from worker.dead_letters import DeadLetterBox, Reason
-from worker.embedded_redis import free_port
-from worker.hashing import Hasher
-from worker.migrate import upgrade
-from worker.redis_transport import reserved_key
+from worker.broker.transport import reserved_key
+from worker.db.migrate import upgrade
+from worker.dev.embedded_redis import free_port
+from worker.security.hashing import Hasher
+from worker.streams.dead_letters import DeadLetterBox, Reason
 
 DEADLINE_S = 60.0
 PLAIN_PASSWORD_PREFIX = "plaintext-password-"

@@ -24,6 +24,7 @@ from alembic import command as alembic_command
 from client.events import event_json, read_outcome, stream_outcomes
 from client.sealing import Binding, public_sealing_key, seal
 from schemas import CommandOutcome, ExceptionCode, ResetAccountPassword, ResetSessionKey
+from tasks.pipeline import Answer, CommandProcessor
 from tests import conftest
 from tests.conftest import Seeder, in_process_processor
 from tests.support import (
@@ -38,16 +39,15 @@ from tests.support import (
 from tests.test_races import LOCK_WAIT_DEADLINE_S, wait_until_waiting
 from tests.test_rules import NEW_PASSWORD, password_payload, reset_password, reset_session_key
 from worker.bootstrap import request_fingerprints, warn_of_weak_settings
-from worker.database import create_db_engine
-from worker.events import EventStream
-from worker.fingerprints import RequestFingerprints
-from worker.hashing import Hasher
-from worker.migrate import alembic_config, upgrade
-from worker.models import OutcomeRecord
-from worker.processing import Answer, CommandProcessor
-from worker.sealed_fields import SealedFields
+from worker.db.engine import create_db_engine
+from worker.db.migrate import alembic_config, upgrade
+from worker.db.models import OutcomeRecord
+from worker.db.unit_of_work import UnitOfWork
+from worker.security.fingerprints import RequestFingerprints
+from worker.security.hashing import Hasher
+from worker.security.sealed_fields import SealedFields
 from worker.settings import Settings
-from worker.unit_of_work import UnitOfWork
+from worker.streams.publisher import EventStream
 
 CONFLICT = "command-id-conflict"
 EVENT_DEADLINE_S = 60.0

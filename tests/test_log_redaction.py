@@ -1,12 +1,12 @@
 """Log lines of libraries that quote a whole message: held to the reason, as the worker sets
-them up at start (worker/celery_app.py)."""
+them up at start (worker/app.py)."""
 
 from __future__ import annotations
 
 import pytest
 from kombu.transport import redis as kombu_redis
 
-from worker.celery_app import _keep_payloads_out_of_logs
+from worker.app import _keep_payloads_out_of_logs
 
 SECRET = "restore-secret-password-1"
 

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from alembic import command
 
 from tests import conftest
-from worker.database import create_db_engine
-from worker.migrate import alembic_config, upgrade
+from worker.db.engine import create_db_engine
+from worker.db.migrate import alembic_config, upgrade
 
 BACKENDS = pytest.mark.parametrize("fresh_database_url", conftest.BACKENDS, indirect=True)
 

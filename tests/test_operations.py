@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Seeder
 from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique, worker_env
-from worker.embedded_redis import free_port
+from worker.dev.embedded_redis import free_port
 
 SUCCESSES = 12
 UNKNOWN_ACCOUNTS = 3

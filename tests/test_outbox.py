@@ -25,13 +25,13 @@ from tests.support import (
     unique,
     worker_env,
 )
-from worker.cache import DashboardCache
-from worker.dashboard_bookkeeping import COUNTED_MARKER_PREFIX, DashboardBookkeeping
-from worker.database import create_db_engine, session_factory
-from worker.events import EventStream
-from worker.models import OutcomeRecord
-from worker.outbox import OutboxRelay
-from worker.unit_of_work import UnitOfWork
+from worker.db.engine import create_db_engine, session_factory
+from worker.db.models import OutcomeRecord
+from worker.db.unit_of_work import UnitOfWork
+from worker.streams.bookkeeping import COUNTED_MARKER_PREFIX, DashboardBookkeeping
+from worker.streams.cache import DashboardCache
+from worker.streams.outbox import OutboxRelay
+from worker.streams.publisher import EventStream
 
 GRACE = timedelta(seconds=10)
 RETENTION = timedelta(days=30)
@@ -250,7 +250,7 @@ def test_finding_6_the_final_failure_path_forgets_the_cache_entry(
     Here the commit happens while the cache is out of reach (the entry stays), the task then
     fails for good, and `on_failure` publishes the recorded success: the entry is gone."""
     from tasks.entrypoints import reset_session_key
-    from worker.command_task import RetriesExhausted
+    from worker.broker.task import RetriesExhausted
 
     user = seeder.account()
     env = worker_env(redis_url=redis_url, database_url=database_url)

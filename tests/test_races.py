@@ -15,9 +15,9 @@ from schemas import CommandOutcome
 from tests.conftest import Seeder, in_process_processor
 from tests.support import unique
 from tests.test_rules import reset_session_key
-from worker.database import create_db_engine
-from worker.events import EventStream
-from worker.hashing import Hasher
+from worker.db.engine import create_db_engine
+from worker.security.hashing import Hasher
+from worker.streams.publisher import EventStream
 
 LOCK_WAIT_DEADLINE_S = 30.0
 # InnoDB refreshes INNODB_TRX only when it was last read over 0.1 s ago: polled faster, it

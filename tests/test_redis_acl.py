@@ -148,7 +148,7 @@ def test_the_acl_file_shuts_the_default_user_out_and_stores_no_password(tmp_path
     users with their passwords' SHA-256 (no password in the file), and the default user may PING
     and nothing else (finding 5: compose ran Redis open)."""
     from tests.support import worker_env
-    from worker.embedded_redis import free_port
+    from worker.dev.embedded_redis import free_port
 
     passwords = {role: f"acl-file-pw-{role}" for role in ("producer", "worker", "auditor")}
     env = worker_env(redis_url="redis://127.0.0.1:1/0", database_url="sqlite:///unused.db")

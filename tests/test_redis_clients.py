@@ -17,8 +17,8 @@ from client.redis_clients import (
     redis_client,
 )
 from tests.support import TEST_HASH_KEY
-from worker.celery_app import celery_config
-from worker.command_task import is_transient
+from worker.app import celery_config
+from worker.broker.task import is_transient
 from worker.settings import Settings
 
 SENTINELS = (
@@ -69,7 +69,7 @@ def test_finding_1_the_broker_takes_the_workers_sentinel_transport() -> None:
         hash_key=TEST_HASH_KEY,
     )
     config = celery_config(settings)
-    assert config["broker_transport"] == "worker.redis_transport:SentinelTransport"
+    assert config["broker_transport"] == "worker.broker.transport:SentinelTransport"
     assert config["broker_url"] == "sentinel://:master-secret@10.0.0.1:26379/2"
     options = config["broker_transport_options"]
     assert options["master_name"] == "mymaster"

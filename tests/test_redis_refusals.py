@@ -19,13 +19,13 @@ import redis
 
 from tests.faults.services import PrivateRedis, free_port
 from tests.support import worker_env
-from worker.command_task import is_transient
-from worker.redis_refusals import (
+from worker.broker.refusals import (
     NOTE_FRESH_S,
     current_refusal,
     refusal_kind,
     refusal_note_path,
 )
+from worker.broker.task import is_transient
 
 CLI = str(Path(sys.executable).parent / "account-reset")
 SECRET = "correct horse battery staple"  # in the MULTI that is refused

@@ -22,9 +22,9 @@ from tests.support import (
     worker_env,
 )
 from tests.tls_redis import Certificates, TlsRedis, make_certificates
-from worker.celery_app import celery_config
-from worker.hashing import Hasher
-from worker.migrate import upgrade
+from worker.app import celery_config
+from worker.db.migrate import upgrade
+from worker.security.hashing import Hasher
 from worker.settings import Settings
 
 DEADLINE_S = 60.0

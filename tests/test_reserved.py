@@ -1,7 +1,7 @@
 """A message is always in its queue, its reserved list or the unacknowledged set.
 
 The worker takes a message with BLMOVE into `<queue>:reserved` and records it as
-unacknowledged in the same MULTI that removes it from there (worker/redis_transport.py). These
+unacknowledged in the same MULTI that removes it from there (worker/broker/transport.py). These
 tests leave a message in the reserved list the way a worker killed in that instant would, and
 push queue entries that are not kombu messages at all.
 """
@@ -17,8 +17,8 @@ import redis
 
 from tests.conftest import Seeder
 from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique, worker_env
-from worker.dead_letters import DeadLetterBox, Reason
-from worker.redis_transport import reserved_key
+from worker.broker.transport import reserved_key
+from worker.streams.dead_letters import DeadLetterBox, Reason
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import redis
 from client.events import event_json, read_outcome, stream_outcomes
 from schemas import CommandOutcome, ResetAccountPassword, ResetSessionKey
 from tasks import handlers
+from tasks.pipeline import CommandProcessor
 from tests.conftest import Seeder
 from tests.support import unique
-from worker.processing import CommandProcessor
 
 NEW_PASSWORD = "brand-new-password"
 

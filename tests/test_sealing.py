@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from client import ClientSettings
 from client.sealing import REGISTRY, Binding, seal
+from tasks.pipeline import CommandProcessor
 from tests.conftest import Seeder
 from tests.support import (
     TEST_PAYLOAD_KEY,
@@ -42,12 +43,11 @@ from tests.support import (
 )
 from tests.test_rules import reset_password
 from worker.bootstrap import sealed_fields
-from worker.dead_letters import DeadLetterBox, Reason, sealed_letter
-from worker.processing import CommandProcessor
-from worker.sealed_fields import SealedFields, resealed
-from worker.sealing import Sealer, SealError
-from worker.sealing_keys import SealingKeys
+from worker.security.sealed_fields import SealedFields, resealed
+from worker.security.sealing import Sealer, SealError
+from worker.security.sealing_keys import SealingKeys
 from worker.settings import Settings
+from worker.streams.dead_letters import DeadLetterBox, Reason, sealed_letter
 
 SEAL_SH = Path(__file__).parent.parent / "examples" / "seal.sh"
 CLI = str(Path(sys.executable).parent / "account-reset")

@@ -21,8 +21,8 @@ from client.events import stream_outcomes
 from client.settings import ClientSettings
 from tests.conftest import Seeder
 from tests.support import TEST_SEALING_PUBLIC_KEY, WorkerProcess, unique, worker_env
-from worker.hashing import Hasher
-from worker.migrate import upgrade
+from worker.db.migrate import upgrade
+from worker.security.hashing import Hasher
 
 BURST = 30
 JUNK = 1500

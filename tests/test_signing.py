@@ -56,12 +56,12 @@ from tests.support import (
     unique,
     worker_env,
 )
-from worker.dead_letters import DeadLetter, DeadLetterBox, Reason
-from worker.hashing import Hasher
-from worker.message_signing import worker_signing_config
-from worker.migrate import upgrade
-from worker.redis_transport import reserved_key
+from worker.broker.signing import worker_signing_config
+from worker.broker.transport import reserved_key
+from worker.db.migrate import upgrade
+from worker.security.hashing import Hasher
 from worker.settings import Settings
+from worker.streams.dead_letters import DeadLetter, DeadLetterBox, Reason
 
 CLI = str(Path(sys.executable).parent / "account-reset")
 EXAMPLE = Path(__file__).parent.parent / "examples" / "node-producer"

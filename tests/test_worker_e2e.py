@@ -23,7 +23,7 @@ from tests.support import (
     unique,
     worker_env,
 )
-from worker.demo import Scenario, scenarios, seed_people
+from worker.dev.demo import Scenario, scenarios, seed_people
 
 OUTCOME_DEADLINE_S = 60.0
 

@@ -17,20 +17,20 @@ from sqlalchemy import Engine
 
 from client.redis_clients import redis_client
 from schemas import ExceptionCode
-from worker.cache import DashboardCache
-from worker.code_attempts import CodeAttempts, counts_naming_key
-from worker.dashboard_bookkeeping import DashboardBookkeeping
-from worker.database import create_db_engine, session_factory
-from worker.dead_letters import DeadLetterBox
-from worker.embedded_redis import shared_embedded_redis
-from worker.events import EventStream
-from worker.fingerprints import RequestFingerprints
-from worker.hashing import Hasher
-from worker.outbox import OutboxRelay
-from worker.processing import CommandProcessor
-from worker.rule_deps import RuleDeps
-from worker.sealed_fields import SealedFields
+from tasks.deps import RuleDeps
+from tasks.pipeline import CommandProcessor
+from worker.db.engine import create_db_engine, session_factory
+from worker.dev.embedded_redis import shared_embedded_redis
+from worker.security.attempts import CodeAttempts, counts_naming_key
+from worker.security.fingerprints import RequestFingerprints
+from worker.security.hashing import Hasher
+from worker.security.sealed_fields import SealedFields
 from worker.settings import Settings, get_settings, payload_sealer
+from worker.streams.bookkeeping import DashboardBookkeeping
+from worker.streams.cache import DashboardCache
+from worker.streams.dead_letters import DeadLetterBox
+from worker.streams.outbox import OutboxRelay
+from worker.streams.publisher import EventStream
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from client.redis_clients import RedisOptions, check_redis_url
 from client.settings import read_key_file
 from client.signing import check_key_pair
 from schemas import CommandLimits
-from worker.hashing import UNSET_KEY_IN_JAVASCRIPT
-from worker.message_signing import check_store
-from worker.sealing import Sealer
-from worker.sealing_keys import SealingKeys
+from worker.broker.signing import check_store
+from worker.security.hashing import UNSET_KEY_IN_JAVASCRIPT
+from worker.security.sealing import Sealer
+from worker.security.sealing_keys import SealingKeys
 
 DEVELOPMENT_HASH_KEY = "development-only-hash-key"
 # Outside development: shorter keys are guessable offline from a copy of the database, and a
@@ -436,7 +436,7 @@ class Settings(BaseSettings):
 
     @property
     def dashboard_key(self) -> str:
-        """The key the dashboard hashes with; "" for a stock dashboard (see worker/hashing.py)."""
+        """The key the dashboard hashes with; "" for a stock dashboard (security/hashing.py)."""
         return "" if self.hash_mode == "unkeyed" else self.hash_key.get_secret_value()
 
     @property

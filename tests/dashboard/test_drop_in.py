@@ -35,8 +35,8 @@ from tests.support import (
     unique,
     worker_env,
 )
-from worker.dashboard_bookkeeping import COUNTED_MARKER_PREFIX, RESET_CODES_USED
-from worker.migrate import upgrade
+from worker.db.migrate import upgrade
+from worker.streams.bookkeeping import COUNTED_MARKER_PREFIX, RESET_CODES_USED
 
 OUTCOME_DEADLINE_S = 60.0
 # A date the worker wrote, read back by the dashboard, is this close to the test's clock.

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from tests import conftest
 from tests.dashboard.driver import Dashboard, dashboard_storage_env
 from tests.support import unique
-from worker.dashboard_types import DashboardDate
-from worker.database import create_db_engine
-from worker.migrate import upgrade
-from worker.models import Account
+from worker.db.column_types import DashboardDate
+from worker.db.engine import create_db_engine
+from worker.db.migrate import upgrade
+from worker.db.models import Account
 
 DASHBOARD_TABLES = ("accounts", "resetCodes", "metrics")
 ACCOUNT_DATES = [

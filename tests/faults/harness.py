@@ -20,7 +20,7 @@ from client.events import stream_outcomes, wait_for_outcomes
 from schemas import CommandOutcome
 from tests.conftest import Seeder
 from tests.support import WorkerProcess, raw_protocol2_message, task_id_of
-from worker.redis_transport import reserved_key
+from worker.broker.transport import reserved_key
 
 EVENT_DEADLINE_S = 180.0
 PROCESS_DEADLINE_S = 30.0

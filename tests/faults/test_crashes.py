@@ -11,7 +11,7 @@ import redis
 from tests.conftest import Seeder
 from tests.faults.harness import CommandStream, kill_main, pool_children, wait_gone
 from tests.support import WorkerProcess, worker_env
-from worker.hashing import Hasher
+from worker.security.hashing import Hasher
 
 KILLS = 3
 COMMANDS = 600

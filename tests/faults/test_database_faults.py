@@ -26,8 +26,8 @@ from tests.conftest import Seeder
 from tests.faults.harness import CommandStream, pool_children
 from tests.faults.services import PrivatePostgres
 from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, worker_env
-from worker.hashing import Hasher
-from worker.migrate import upgrade
+from worker.db.migrate import upgrade
+from worker.security.hashing import Hasher
 
 CLI = str(Path(sys.executable).parent / "account-reset")
 COMMANDS = 300

@@ -24,9 +24,9 @@ from client.events import wait_for_outcomes
 from tests.conftest import Seeder
 from tests.faults.harness import CommandStream
 from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, worker_env
-from worker.dead_letters import DeadLetterBox
-from worker.hashing import Hasher
-from worker.redis_transport import reserved_key
+from worker.broker.transport import reserved_key
+from worker.security.hashing import Hasher
+from worker.streams.dead_letters import DeadLetterBox
 
 GOOD = 300
 HOSTILE_PER_KIND = 150

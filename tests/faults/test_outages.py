@@ -16,8 +16,8 @@ from tests.conftest import Seeder
 from tests.faults.harness import CommandStream
 from tests.faults.services import PrivatePostgres, PrivateRedis
 from tests.support import WorkerProcess, worker_env
-from worker.hashing import Hasher
-from worker.migrate import upgrade
+from worker.db.migrate import upgrade
+from worker.security.hashing import Hasher
 
 COMMANDS = 400
 # How long each outage lasts: the fault itself, not a wait for something to happen.

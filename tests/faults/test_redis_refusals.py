@@ -20,7 +20,7 @@ from tests.conftest import Seeder
 from tests.faults.harness import CommandStream
 from tests.faults.services import PrivateRedis
 from tests.support import WorkerProcess, worker_env
-from worker.hashing import Hasher
+from worker.security.hashing import Hasher
 
 COMMANDS = 300
 ACCOUNTS = 60

@@ -29,8 +29,8 @@ from tests.conftest import Seeder
 from tests.faults.harness import CommandStream
 from tests.faults.sentinels import MASTER_NAME, SentinelGroup
 from tests.support import WorkerProcess, task_id_of, worker_env
-from worker.hashing import Hasher
-from worker.models import OutcomeRecord
+from worker.db.models import OutcomeRecord
+from worker.security.hashing import Hasher
 
 COMMANDS = 300
 ACCOUNTS = 60

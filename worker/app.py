@@ -1,0 +1,153 @@
+"""The Celery app and its configuration, read lazily from settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
+
+from client.redis_clients import broker_connection
+from client.signing import enable_signing
+from worker.bootstrap import broker_url, events_url, warn_of_weak_settings
+from worker.broker.redaction import RefusedMessageFilter, RestoreFailureFilter
+from worker.broker.signing import register_checked_serializer, worker_signing_config
+from worker.ops.metrics import prepare_multiprocess_dir
+from worker.security.eviction import refuse_an_evicting_redis
+from worker.settings import Settings, get_settings
+from worker.steps.drain import DrainOnShutdown
+from worker.steps.liveness import HealthNotes
+from worker.steps.metrics_server import MetricsStep
+from worker.steps.relay import OutboxRelayStep
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    # The worker's transport (BLMOVE, entry checks), on Sentinel's master for a sentinel:// URL;
+    # a rediss:// URL encrypts and verifies (client/redis_clients.py).
+    broker = broker_connection(broker_url(settings), settings.redis_options)
+    transport = "SentinelTransport" if broker.sentinel else "Transport"
+    return {
+        "broker_url": broker.url,
+        "broker_transport": f"worker.broker.transport:{transport}",
+        "broker_transport_options": {**transport_options(settings), **broker.transport_options},
+        "broker_use_ssl": broker.ssl or False,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": settings.consumed_queue,
+        "task_create_missing_queues": True,
+        # JSON over message protocol 2; pickle is never accepted.
+        "task_protocol": 2,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Outcomes go to the events stream, not to a result backend.
+        "task_ignore_result": True,
+        # Acknowledge after the outcome is committed and published; a lost worker's commands
+        # are redelivered once the visibility timeout passes.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout_s,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
+        "worker_hijack_root_logger": False,
+        "worker_consumer": "worker.broker.consumer:DeadLetteringConsumer",
+        # Signing set: Celery's auth serializer replaces JSON for sending and accepting.
+        **worker_signing_config(settings),
+    }
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """Kombu's Redis transport: when an unacknowledged message is taken back, and how often.
+
+    A message delivered and not acknowledged within the visibility timeout (its worker was
+    killed), or taken and never recorded, is put back on the queue at the next sweep; kombu's
+    default sweeps only every 100 s, so every restore interval is a real sweep here.
+    """
+    return {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "unacked_restore_interval": settings.restore_interval_s,
+        "unacked_restore_throttle": 1,
+        # A sweeper killed while holding the sweep lock blocks sweeps until it expires.
+        "unacked_mutex_expire": settings.visibility_timeout_s,
+        # One key per queue (no priority sub-queues), so the worker can take a message with
+        # BLMOVE into the queue's reserved list (worker/broker/transport.py).
+        "priority_steps": [0],
+        # The queue's own bookkeeping keys, next to it: deployments sharing a Redis stay apart,
+        # and one ACL key pattern (`<queue>:*`) covers them (worker/security/acl.py).
+        "unacked_key": f"{settings.consumed_queue}:unacked",
+        "unacked_index_key": f"{settings.consumed_queue}:unacked_index",
+        "unacked_mutex_key": f"{settings.consumed_queue}:unacked_mutex",
+        # The whole raw entry is capped before it is parsed (worker/broker/transport.py).
+        "max_entry_bytes": settings.max_entry_bytes,
+    }
+
+
+# Loggers whose DEBUG lines quote a task's real arguments (the pool's "Apply" line).
+ARGUMENT_QUOTING_LOGGERS = ("celery.pool",)
+# Each JSON log line: these, the message, and a line's own fields (command, command_id, ...).
+JSON_LOG_FIELDS = "%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s"
+# The logger that reports refused messages with their whole body.
+CONSUMER_LOGGER = "celery.worker.consumer.consumer"
+# The logger that reports a message it could not restore, with its whole body.
+RESTORE_LOGGER = "kombu.transport.redis"
+
+
+@worker_init.connect
+def _warn_of_weak_settings(**_kwargs: Any) -> None:
+    warn_of_weak_settings(get_settings())
+
+
+@worker_init.connect
+def _refuse_a_redis_that_could_evict_the_counts(**_kwargs: Any) -> None:
+    # In the main process, before the pool forks: a refusal ends the worker with one line.
+    settings = get_settings()
+    refuse_an_evicting_redis(events_url(settings), settings.redis_options)
+
+
+@worker_init.connect
+def _metrics_files_shared_by_the_pool(**_kwargs: Any) -> None:
+    # Before the pool forks and before prometheus-client is imported (worker/ops/metrics.py).
+    if get_settings().metrics_port is not None:
+        prepare_multiprocess_dir()
+
+
+@after_setup_logger.connect
+def _keep_payloads_out_of_logs(**_kwargs: Any) -> None:
+    for name in ARGUMENT_QUOTING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+    logging.getLogger(CONSUMER_LOGGER).addFilter(RefusedMessageFilter())
+    logging.getLogger(RESTORE_LOGGER).addFilter(RestoreFailureFilter())
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_lines_when_asked(logger: logging.Logger, **_kwargs: Any) -> None:
+    if get_settings().log_format != "json":
+        return
+    from pythonjsonlogger.json import JsonFormatter
+
+    formatter = JsonFormatter(JSON_LOG_FIELDS, rename_fields={"levelname": "level"})
+    for handler in logger.handlers:
+        handler.setFormatter(formatter)
+
+
+app = Celery("account-reset", include=["tasks.entrypoints"])
+app.add_defaults(lambda: celery_config(get_settings()))
+app.steps["worker"].add(OutboxRelayStep)
+app.steps["worker"].add(MetricsStep)
+app.steps["consumer"].add(DrainOnShutdown)
+app.steps["consumer"].add(HealthNotes)
+
+
+@app.on_after_configure.connect
+def _sign_and_verify_when_set(sender: Celery, **_kwargs: Any) -> None:
+    """Celery's signing set-up, in every process that loads this app (the worker's main process
+    before its pool forks, and `account-reset failed retry`), before anything is sent or read."""
+    settings = get_settings()
+    if settings.signing_cert_store is not None:
+        enable_signing(sender)
+        register_checked_serializer(settings)

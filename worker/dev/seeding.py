@@ -1,0 +1,67 @@
+"""Accounts and reset codes made the dashboard's way, for the demo and the tests."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from worker.db.models import Account, ResetCode
+from worker.security.hashing import Hasher
+
+
+@dataclass(frozen=True)
+class SeededAccount:
+    accountid: str
+    appid: str
+    username: str
+
+
+def create_account(
+    session: Session,
+    hasher: Hasher,
+    *,
+    appid: str,
+    username: str,
+    password: str,
+    deleted: bool = False,
+) -> SeededAccount:
+    now = datetime.now(UTC)
+    account = Account(
+        accountid=f"acct_{secrets.token_hex(8)}",
+        appid=appid,
+        username_hash=hasher.lookup_hash(username),
+        password_hash=hasher.password_hash(password),
+        session_key=secrets.token_hex(32),
+        session_key_number=1,
+        deleted_at=now if deleted else None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(account)
+    return SeededAccount(accountid=account.accountid, appid=appid, username=username)
+
+
+def create_reset_code(
+    session: Session,
+    hasher: Hasher,
+    account: SeededAccount,
+    *,
+    code: str,
+    created_at: datetime | None = None,
+) -> str:
+    now = created_at or datetime.now(UTC)
+    codeid = f"code_{secrets.token_hex(8)}"
+    session.add(
+        ResetCode(
+            codeid=codeid,
+            appid=account.appid,
+            accountid=account.accountid,
+            secret_code_hash=hasher.lookup_hash(code),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return codeid

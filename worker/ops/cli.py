@@ -1,0 +1,357 @@
+"""`account-reset`: run the worker, migrate the database, handle dead letters, run the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from client import cli as client_cli
+from worker.settings import get_settings
+
+if TYPE_CHECKING:
+    from worker.security.sealing_keys import SealingKeys
+    from worker.streams.dead_letters import DeadLetter, DeadLetterBox
+
+DEMO_WIDTH = 190
+
+
+# A producer's and an audit consumer's commands: they need Redis (or nothing),
+# never the worker's settings, which they would have to satisfy with the worker's secrets.
+NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events"})
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """account-reset-worker: applies account-security commands from a Redis queue."""
+    if ctx.invoked_subcommand in NO_WORKER_SETTINGS:
+        return
+    try:
+        get_settings()
+    except ValidationError as error:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+main.add_command(client_cli.schema)
+main.add_command(client_cli.enqueue)
+main.add_command(client_cli.events)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option(
+    "--sessions",
+    is_flag=True,
+    help="Consume ACCOUNT_RESET_SESSIONS_QUEUE only, and only reset-session-key.",
+)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(sessions: bool, celery_args: tuple[str, ...]) -> None:
+    """Start a worker; any further options go to `celery worker` (e.g. --concurrency=4)."""
+    if sessions:
+        # Before the settings are first read, here and in every pool process.
+        os.environ["ACCOUNT_RESET_NODE_ROLE"] = "sessions"
+        get_settings.cache_clear()
+    from worker.app import app
+    from worker.bootstrap import broker_url
+    from worker.broker.signing import worker_signing_config
+
+    settings = get_settings()
+    try:
+        worker_signing_config(settings)
+    except ValueError as problem:  # a producer's signing settings, on a worker
+        raise click.ClickException(str(problem)) from None
+    url = broker_url(settings)
+    if settings.broker_url is None:
+        click.echo(f"No ACCOUNT_RESET_BROKER_URL: embedded Redis listening at {url}", err=True)
+        # Producers on this machine find the embedded broker under the usual variable.
+        os.environ["ACCOUNT_RESET_BROKER_URL"] = url
+    argv = [
+        "worker",
+        f"--queues={settings.consumed_queue}",
+        f"--loglevel={settings.log_level}",
+        "--without-gossip",
+        "--without-mingle",
+        *celery_args,
+    ]
+    app.worker_main(argv)
+
+
+@main.group()
+def db() -> None:
+    """The database schema (Alembic migrations)."""
+
+
+@db.command()
+@click.option(
+    "--wait-seconds", default=60.0, show_default=True, help="How long to wait for the database."
+)
+def upgrade(wait_seconds: float) -> None:
+    """Create the worker's table, and the dashboard's where they are missing (as it would)."""
+    from worker.db.engine import wait_for_database
+    from worker.db.migrate import upgrade as run_upgrade
+
+    settings = get_settings()
+    url = settings.database_url
+    wait_for_database(url, timeout_s=wait_seconds, on_wait=lambda line: click.echo(line, err=True))
+    run_upgrade(url, appid=settings.appid)
+    click.echo("database is at the latest revision", err=True)
+
+
+@main.group()
+def failed() -> None:
+    """Dead letters: commands the worker gave up on. List, show, retry or drop them."""
+
+
+@failed.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show the oldest N.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def failed_list(limit: int | None, as_json: bool) -> None:
+    """Every dead letter, oldest first (identifiers and reasons only, never a secret)."""
+    letters = _dead_letters().all(limit=limit)
+    if as_json:
+        for letter in letters:
+            click.echo(json.dumps(letter.shown()))
+        return
+    table = Table("id", "when", "reason", "task", "command_id", "accountid", "retryable")
+    for letter in letters:
+        table.add_row(
+            letter.letter_id,
+            letter.dead_lettered_at.isoformat(timespec="seconds"),
+            f"{letter.reason.value}: {letter.detail}"
+            + (f" ({letter.cause})" if letter.cause else ""),
+            letter.task or "-",
+            letter.command_id or "-",
+            letter.accountid or "-",
+            "yes" if letter.retryable else "no",
+        )
+    Console().print(table)
+    click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@failed.command("show")
+@click.argument("letter_id")
+def failed_show(letter_id: str) -> None:
+    """One dead letter, as JSON."""
+    letter = _dead_letters().get(letter_id)
+    if letter is None:
+        raise click.ClickException(f"no dead letter {letter_id}")
+    click.echo(json.dumps(letter.shown(), indent=2))
+
+
+@failed.command("retry")
+@click.argument("letter_ids", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every retryable dead letter.")
+def failed_retry(letter_ids: tuple[str, ...], retry_all: bool) -> None:
+    """Send dead letters back to the queue, with their command_id: a repeat is only a replay."""
+    from schemas.display import redacted_kwargs
+    from worker.app import app
+    from worker.security.sealing import SealError
+    from worker.streams.dead_letters import NotRetryable
+
+    box = _dead_letters()
+    letters = _chosen(box, letter_ids, everything=retry_all)
+    refused = 0
+    for letter in letters:
+        try:
+            payload = _resealed(box.payload(letter), letter=letter)
+        except (NotRetryable, SealError) as why:
+            refused += 1
+            click.echo(f"{letter.letter_id}: not retried, {why}", err=True)
+            continue
+        app.send_task(
+            str(letter.task),
+            kwargs=payload,
+            queue=get_settings().queue,
+            argsrepr="()",
+            kwargsrepr=redacted_kwargs(payload),
+        )
+        box.drop(letter.letter_id)
+        click.echo(f"{letter.letter_id}: retried as command_id {letter.command_id}")
+    if refused and not retry_all:
+        raise SystemExit(1)
+
+
+@failed.command("drop")
+@click.argument("letter_ids", nargs=-1)
+@click.option("--all", "drop_all", is_flag=True, help="Drop every dead letter.")
+@click.confirmation_option("--yes", prompt="Drop these dead letters for good?")
+def failed_drop(letter_ids: tuple[str, ...], drop_all: bool) -> None:
+    """Delete dead letters (their commands are not run)."""
+    box = _dead_letters()
+    for letter in _chosen(box, letter_ids, everything=drop_all):
+        box.drop(letter.letter_id)
+        click.echo(f"{letter.letter_id}: dropped")
+
+
+def _resealed(payload: dict[str, Any], *, letter: DeadLetter) -> dict[str, Any]:
+    """The letter's JWE fields sealed again, stamped now: those it kept were stamped when the
+    command was first sent, and would be refused as expired. Fields already expired when the
+    command was dead-lettered stay expired (NotRetryable)."""
+    from worker.security.sealed_fields import resealed
+    from worker.streams.dead_letters import NotRetryable
+
+    settings = get_settings()
+    keys = settings.sealing_key_set
+    if keys is None:
+        return payload
+    command_id = payload.get("command_id")
+    if not isinstance(command_id, str):
+        raise NotRetryable("it carries no command_id, which its sealed fields are bound to")
+    young_at_letter = letter.dead_lettered_at.timestamp() - settings.sealed_max_age_s
+    return resealed(
+        payload, keys=keys, command=str(letter.task), command_id=command_id,
+        issued_after=int(young_at_letter),
+    )  # fmt: skip
+
+
+def _dead_letters() -> DeadLetterBox:
+    from worker.bootstrap import dead_letter_box
+
+    return dead_letter_box(get_settings())
+
+
+def _chosen(
+    box: DeadLetterBox, letter_ids: tuple[str, ...], *, everything: bool
+) -> list[DeadLetter]:
+    if everything == bool(letter_ids):
+        raise click.UsageError("name dead letter ids, or give --all")
+    if everything:
+        return box.all()
+    letters = [box.get(letter_id) for letter_id in letter_ids]
+    missing = [i for i, letter in zip(letter_ids, letters, strict=True) if letter is None]
+    if missing:
+        raise click.ClickException(f"no dead letter {', '.join(missing)}")
+    return [letter for letter in letters if letter is not None]
+
+
+@main.group("sealing-keys")
+def sealing_keys() -> None:
+    """The worker's sealing keys (ACCOUNT_RESET_SEALING_KEYS), and the public key producers use."""
+
+
+KEYS_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@sealing_keys.command("new")
+@click.option("--keys-file", type=KEYS_FILE, help="Keep this JWK Set's keys after the new one.")
+def sealing_keys_new(keys_file: Path | None) -> None:
+    """Print a JWK Set with a new private key first (then those of --keys-file, to rotate).
+
+    It opens every producer's secrets: write it where only the worker reads it, e.g.
+    `(umask 077; account-reset sealing-keys new > sealing-keys.json)`.
+    """
+    from worker.security.sealing_keys import SealingKeys
+
+    keeping = _key_set(keys_file) if keys_file else None
+    click.echo(json.dumps(SealingKeys.generated(keeping=keeping).private_jwk_set()))
+
+
+@sealing_keys.command("public")
+@click.option("--keys-file", type=KEYS_FILE, help="Read this JWK Set, not the worker's setting.")
+def sealing_keys_public(keys_file: Path | None) -> None:
+    """Print the newest key's public JWK: producers' ACCOUNT_RESET_SEALING_PUBLIC_KEY."""
+    keys = _key_set(keys_file) if keys_file else get_settings().sealing_key_set
+    if keys is None:
+        raise click.UsageError("no sealing keys: set ACCOUNT_RESET_SEALING_KEYS or --keys-file")
+    click.echo(json.dumps(keys.public_jwk()))
+
+
+def _key_set(path: Path) -> SealingKeys:
+    from worker.security.sealing_keys import SealingKeys
+
+    try:
+        return SealingKeys.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as why:
+        raise click.ClickException(f"--keys-file {path}: {why}") from None
+
+
+@main.command()
+def health() -> None:
+    """Exit 0 only if this machine's worker consumed recently (a container liveness probe)."""
+    import time
+
+    from worker.broker.refusals import current_refusal
+    from worker.db.health import current_database_fault
+    from worker.security.eviction import eviction_status
+    from worker.steps.liveness import last_consuming_at
+
+    settings = get_settings()
+    # Redis refusing the worker's commands (full, a replica...) within the last seconds: it
+    # retries, but serves nothing meanwhile.
+    refused = current_refusal(settings.health_file)
+    if refused is not None:
+        click.echo(f"unhealthy: {refused}", err=True)
+        raise SystemExit(1)
+    # The database refusing writes (read-only after a failover, shut down...) just now.
+    unwritable = current_database_fault(settings.health_file)
+    if unwritable is not None:
+        click.echo(f"unhealthy: {unwritable}", err=True)
+        raise SystemExit(1)
+    noted = last_consuming_at(settings.health_file)
+    if noted is None:
+        click.echo(f"unhealthy: no note in {settings.health_file}", err=True)
+        raise SystemExit(1)
+    age = time.time() - noted
+    if age > settings.health_max_age_s:
+        click.echo(f"unhealthy: last consumed {age:.0f} s ago", err=True)
+        raise SystemExit(1)
+    # Counts that could vanish are a worker not fit to serve, whatever else it does.
+    kept, said = eviction_status(settings.events_url or settings.broker_url, settings.redis_options)
+    if not kept:
+        click.echo(f"unhealthy: {said}", err=True)
+        raise SystemExit(1)
+    click.echo(f"healthy: consuming ({age:.1f} s ago); {said}")
+
+
+@main.command("redis-acl")
+@click.option("--prefix", default="account-reset", show_default=True, help="User name prefix.")
+@click.option(
+    "--acl-file", is_flag=True,
+    help="Print an ACL file instead, passwords taken from ACCOUNT_RESET_ACL_PRODUCER_PASSWORD,"
+    " _WORKER_PASSWORD and _AUDITOR_PASSWORD (stored as SHA-256), the default user shut out.",
+)  # fmt: skip
+def redis_acl(prefix: str, acl_file: bool) -> None:
+    """Print ACL SETUSER lines for the producer, worker and auditor users.
+
+    Add a password to each (`>secret`) and run them with redis-cli; or, with --acl-file, print
+    a file for `redis-server --aclfile` (what docker-compose.yml loads).
+    """
+    from worker.security.acl import ROLES, acl_file_lines, setuser_lines
+
+    if not acl_file:
+        for line in setuser_lines(get_settings(), prefix):
+            click.echo(line)
+        return
+    variables = {role: f"ACCOUNT_RESET_ACL_{role.upper()}_PASSWORD" for role in ROLES}
+    missing = [name for name in variables.values() if not os.environ.get(name)]
+    if missing:
+        raise click.UsageError(f"--acl-file needs {', '.join(missing)} (one password per user)")
+    passwords = {role: os.environ[name] for role, name in variables.items()}
+    for line in acl_file_lines(get_settings(), passwords, prefix):
+        click.echo(line)
+
+
+@main.command()
+@click.option(
+    "--database-url",
+    default=None,
+    help="Run on this database (a dashboard's: demo accounts are added) instead of a new SQLite"
+    " file. Hashes follow ACCOUNT_RESET_HASH_MODE / _HASH_KEY, the appid ACCOUNT_RESET_APPID.",
+)
+def demo(database_url: str | None) -> None:
+    """Every seed scenario through an embedded Redis, a real worker and SQLite."""
+    from worker.dev.demo import run_demo
+
+    run_demo(Console(width=max(Console().width, DEMO_WIDTH)), database_url=database_url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
