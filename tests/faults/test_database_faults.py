@@ -4,7 +4,7 @@ Issue 13, findings 5 and 4. The read-only phase needs a PostgreSQL of the test's
 (tests/faults/services.py): `ALTER SYSTEM` on the shared server would fail everyone's tests.
 A private MariaDB is not available and `SET GLOBAL read_only` on the shared one is not allowed,
 so MariaDB's read-only errors (1290, 1792) are shown at session level in
-tests/test_database_faults.py.
+tests/integration/test_database_faults.py.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.dashboard.driver import Dashboard, dashboard_storage_env
+from tests.e2e.dashboard.driver import Dashboard, dashboard_storage_env
 from tests.support import TEST_BCRYPT_ROUNDS, unique
 
 CLI = str(Path(sys.executable).parent / "account-reset")

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import Seeder
 from tests.faults.harness import pool_children
+from tests.integration.test_races import wait_until_waiting
 from tests.support import (
     TaskEventRecorder,
     WorkerProcess,
@@ -43,7 +44,6 @@ from tests.support import (
     unique,
     worker_env,
 )
-from tests.test_races import wait_until_waiting
 from worker.broker.transport import reserved_key
 from worker.db.migrate import upgrade
 from worker.dev.embedded_redis import free_port

@@ -13,6 +13,7 @@ import redis
 from client import AccountResetClient, ClientSettings
 from client.redis_clients import RedisOptions, broker_connection, redis_client
 from tests.conftest import Seeder
+from tests.e2e.tls_redis import Certificates, TlsRedis, make_certificates
 from tests.faults.services import PrivateRedis
 from tests.support import (
     TEST_HASH_KEY,
@@ -21,7 +22,6 @@ from tests.support import (
     task_id_of,
     worker_env,
 )
-from tests.tls_redis import Certificates, TlsRedis, make_certificates
 from worker.app import celery_config
 from worker.db.migrate import upgrade
 from worker.security.hashing import Hasher

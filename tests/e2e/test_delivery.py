@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from client.events import stream_outcomes
 from schemas import CommandOutcome
 from tests.conftest import Seeder
+from tests.integration.test_races import wait_until_waiting
 from tests.support import (
     TaskEventRecorder,
     WorkerProcess,
@@ -31,7 +32,6 @@ from tests.support import (
     unique,
     worker_env,
 )
-from tests.test_races import wait_until_waiting
 from worker.db.engine import create_db_engine
 from worker.security.hashing import Hasher
 

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from client.events import stream_outcomes
 from schemas import CommandOutcome
 from tests.conftest import Seeder, in_process_processor
+from tests.integration.test_rules import reset_session_key
 from tests.support import unique
-from tests.test_rules import reset_session_key
 from worker.db.engine import create_db_engine
 from worker.security.hashing import Hasher
 from worker.streams.publisher import EventStream

@@ -14,7 +14,7 @@ import pytest
 
 from tasks.pipeline import CommandProcessor
 from tests.conftest import Seeder
-from tests.test_rules import password_payload, reset_password
+from tests.integration.test_rules import password_payload, reset_password
 from worker.security.hashing import Hasher
 
 NEW_PASSWORD = "brand-new-password"

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests import conftest
-from tests.dashboard.driver import Dashboard, dashboard_storage_env
+from tests.e2e.dashboard.driver import Dashboard, dashboard_storage_env
 from tests.support import unique
 from worker.db.column_types import DashboardDate
 from worker.db.engine import create_db_engine

@@ -18,7 +18,7 @@ import redis
 from tests.conftest import Seeder
 from tests.support import TEST_SEALING_KEYS, WorkerProcess, unique
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "node-producer"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "node-producer"
 DEADLINE_S = 120.0
 
 

@@ -64,7 +64,7 @@ from worker.settings import Settings
 from worker.streams.dead_letters import DeadLetter, DeadLetterBox, Reason
 
 CLI = str(Path(sys.executable).parent / "account-reset")
-EXAMPLE = Path(__file__).parent.parent / "examples" / "node-producer"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "node-producer"
 DEADLINE_S = 60.0
 LOCK_TIMEOUT_S = "0.5"
 

@@ -29,8 +29,8 @@ from schemas.json_schema import wire_contract
 from tasks.pipeline import CommandProcessor
 from tests.conftest import Seeder
 from tests.faults.services import PrivateRedis
+from tests.integration.test_rules import password_payload, reset_password
 from tests.support import WorkerProcess, unique, worker_env
-from tests.test_rules import password_payload, reset_password
 from worker.db.migrate import upgrade
 from worker.dev.embedded_redis import free_port
 from worker.security.attempts import CodeAttempts

@@ -33,6 +33,7 @@ from client import ClientSettings
 from client.sealing import REGISTRY, Binding, seal
 from tasks.pipeline import CommandProcessor
 from tests.conftest import Seeder
+from tests.integration.test_rules import reset_password
 from tests.support import (
     TEST_PAYLOAD_KEY,
     TEST_SEALING_KEYS,
@@ -41,7 +42,6 @@ from tests.support import (
     WorkerProcess,
     unique,
 )
-from tests.test_rules import reset_password
 from worker.bootstrap import sealed_fields
 from worker.security.sealed_fields import SealedFields, resealed
 from worker.security.sealing import Sealer, SealError
@@ -49,7 +49,7 @@ from worker.security.sealing_keys import SealingKeys
 from worker.settings import Settings
 from worker.streams.dead_letters import DeadLetterBox, Reason, sealed_letter
 
-SEAL_SH = Path(__file__).parent.parent / "examples" / "seal.sh"
+SEAL_SH = Path(__file__).parents[2] / "examples" / "seal.sh"
 CLI = str(Path(sys.executable).parent / "account-reset")
 PASSWORD_RESET = "reset-account-password"
 NEW_PASSWORD = "sealed-new-pässword"

@@ -1,6 +1,7 @@
 """docker-compose.yml fails closed (finding 5 of the secrets issue): Redis with ACL users and
 nothing for the default user but PING, sealing required, Flower without the worker's keys, the
-metrics port on an internal network only. `tests/test_cli.py` runs the commands it runs."""
+metrics port on an internal network only. `tests/integration/test_cli.py` runs the commands it
+runs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import yaml
 
-COMPOSE = Path(__file__).parent.parent / "docker-compose.yml"
+COMPOSE = Path(__file__).parents[2] / "docker-compose.yml"
 WORKERS = ("worker", "worker-sessions", "migrate")
 
 

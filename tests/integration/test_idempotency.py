@@ -27,6 +27,13 @@ from schemas import CommandOutcome, ExceptionCode, ResetAccountPassword, ResetSe
 from tasks.pipeline import Answer, CommandProcessor
 from tests import conftest
 from tests.conftest import Seeder, in_process_processor
+from tests.integration.test_races import LOCK_WAIT_DEADLINE_S, wait_until_waiting
+from tests.integration.test_rules import (
+    NEW_PASSWORD,
+    password_payload,
+    reset_password,
+    reset_session_key,
+)
 from tests.support import (
     TEST_HASH_KEY,
     TEST_SEALING_KEYS,
@@ -36,8 +43,6 @@ from tests.support import (
     raw_protocol2_message,
     unique,
 )
-from tests.test_races import LOCK_WAIT_DEADLINE_S, wait_until_waiting
-from tests.test_rules import NEW_PASSWORD, password_payload, reset_password, reset_session_key
 from worker.bootstrap import request_fingerprints, warn_of_weak_settings
 from worker.db.engine import create_db_engine
 from worker.db.migrate import alembic_config, upgrade

@@ -27,7 +27,7 @@ from client import AccountResetClient
 from client.settings import ClientSettings
 from schemas import CommandOutcome, OutcomeStatus
 from tests import conftest
-from tests.dashboard.driver import Dashboard, DashboardError, dashboard_storage_env
+from tests.e2e.dashboard.driver import Dashboard, DashboardError, dashboard_storage_env
 from tests.support import (
     TEST_HASH_KEY,
     TEST_SEALING_PUBLIC_KEY,
