@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-faults bench bench-smoke lint worker migrate clean
+.PHONY: install demo test test-unit test-faults bench bench-smoke lint docs worker migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/account-reset demo $(if $(DEMO_DATABASE_URL),--database-url '$(DEMO_DATABASE_URL)')
 
-test: $(STAMP)
-	$(BIN)/pytest --ignore=tests/faults
+# The unit ring first (no services, seconds), then integration and e2e (real Redis, databases
+# and workers); the fault tests are `make test-faults`.
+test: test-unit
+	$(BIN)/pytest --ignore=tests/unit --ignore=tests/faults
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
 
 # Crashes and outages with real signals and servers; prints each test's figures.
 test-faults: $(STAMP)
@@ -37,6 +42,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy worker tasks schemas client bench tests
+
+# docs/settings.md from the settings classes' field descriptions (a unit test fails when stale).
+docs: $(STAMP)
+	$(BIN)/python -m worker.ops.settings_reference --output docs/settings.md
 
 worker: $(STAMP)
 	$(BIN)/account-reset worker

@@ -5,13 +5,11 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
 
 import redis
 
-from client.events import read_outcome
+from client.events import follow, read_outcome, stream_end
 from client.raw_message import task_id_of
 from worker.broker.transport import reserved_key
 
@@ -63,10 +61,11 @@ class Latency:
 def latency_at(
     client: redis.Redis, queue: str, stream: str, messages: list[str], rate: float
 ) -> Latency:
-    """Send at `rate` per second; time each from its push to its event on the stream."""
+    """Send at `rate` per second; time each from its push to its event on the stream (read
+    through `client`, which decodes responses)."""
     sent_at: dict[str, float] = {}
     arrived: dict[str, float] = {}
-    start_id = _stream_end(client, stream)
+    start_id = stream_end(client, stream)
     reader = threading.Thread(
         target=_follow, args=(client, stream, start_id, arrived, len(messages)), daemon=True
     )
@@ -85,26 +84,14 @@ def latency_at(
     return Latency(rate, len(waits), cuts[49], cuts[94], cuts[98], waits[-1])
 
 
-def _stream_end(client: redis.Redis, stream: str) -> str:
-    newest = cast(list[tuple[Any, Any]], client.xrevrange(stream, count=1))
-    if not newest:
-        return "0-0"
-    entry_id = newest[0][0]
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
-
 def _follow(
-    client: redis.Redis, stream: str, last_id: str, arrived: dict[str, float], expected: int
+    client: redis.Redis, stream: str, after: str, arrived: dict[str, float], expected: int
 ) -> None:
-    deadline = time.perf_counter() + DRAIN_DEADLINE_S
     reader = redis.Redis(connection_pool=client.connection_pool)
-    while len(arrived) < expected and time.perf_counter() < deadline:
-        reply = cast(
-            list[tuple[Any, list[tuple[Any, Mapping[Any, Any]]]]],
-            reader.xread({stream: last_id}, block=100, count=500),
-        )
+    deadline = time.monotonic() + DRAIN_DEADLINE_S
+    for batch in follow(reader, stream, after=after, deadline=deadline, block_ms=100):
         now = time.perf_counter()
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                last_id = entry_id
-                arrived.setdefault(read_outcome(fields).command_id, now)
+        for _entry_id, fields in batch:
+            arrived.setdefault(read_outcome(fields).command_id, now)
+        if len(arrived) >= expected:
+            return

@@ -29,12 +29,13 @@ import redis
 import sqlalchemy as sa
 
 from bench.measure import Latency, drain_rate, latency_at
-from bench.processes import BenchWorker, MemorySampler, cpu_count
+from bench.processes import MemorySampler, cpu_count
 from bench.report import Row, machine, table
 from bench.seed import APPID, Seeded, applied, seed_accounts
 from client.raw_message import raw_protocol2_message
-from worker.db.engine import normalized_url
 from worker.db.migrate import upgrade
+from worker.dev.databases import scratch_database
+from worker.dev.processes import WorkerProcess, nodename
 from worker.security.hashing import Hasher
 
 HASH_KEY = "bench-hash-key-of-sixteen-plus"
@@ -70,9 +71,11 @@ class Bench:
         }
 
     @contextmanager
-    def worker(self, app: str, env: dict[str, str], label: str) -> Iterator[BenchWorker]:
+    def worker(self, app: str, env: dict[str, str], label: str) -> Iterator[WorkerProcess]:
         log = self.work / f"{env['ACCOUNT_RESET_QUEUE']}.log"
-        running = BenchWorker(app, env, int(env["ACCOUNT_RESET_WORKER_CONCURRENCY"]), log).start()
+        concurrency = env["ACCOUNT_RESET_WORKER_CONCURRENCY"]
+        running = WorkerProcess(env, log, app=app, nodename=nodename("bench"))
+        running.start(f"--concurrency={concurrency}", "--without-heartbeat").wait_until_ready()
         client = redis.Redis.from_url(self.redis_url)
         try:
             with MemorySampler(running) as memory:
@@ -104,7 +107,7 @@ class Bench:
         env = self.env(database_url, concurrency)
         queue = env["ACCOUNT_RESET_QUEUE"]
         messages = [_message(queue, account, password=password) for account in accounts]
-        client = redis.Redis.from_url(self.redis_url)
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
         label = (
             f"{'password' if password else 'session-key'} {_backend(database_url)} c={concurrency}"
         )
@@ -146,18 +149,10 @@ def bcrypt_seconds(rounds: int, samples: int) -> float:
 
 @contextmanager
 def postgres_database(admin_url: str) -> Iterator[str]:
-    name = f"account_reset_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(normalized_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = normalized_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    """A migrated PostgreSQL database of the run's own, dropped afterwards."""
+    with scratch_database(admin_url, prefix="account_reset_bench") as url:
         upgrade(url)
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 @dataclass(frozen=True)

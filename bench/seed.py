@@ -1,5 +1,5 @@
-"""Accounts and reset codes for the benchmark, inserted in bulk (no bcrypt: the stored
-password hash is never checked, only replaced)."""
+"""Accounts and reset codes for the benchmark, made in bulk by worker/dev/seeding.py (no
+bcrypt: the stored password hash is never checked, only replaced)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from worker.db.models import Account, ResetCode
+from worker.db.models import Account
+from worker.dev.seeding import create_account, create_reset_code
 from worker.security.hashing import Hasher
 
 APPID = "bench"
-PLACEHOLDER_HASH = "$2b$04$" + "x" * 53
 
 
 @dataclass(frozen=True)
@@ -26,27 +26,17 @@ class Seeded:
 
 def seed_accounts(engine: sa.Engine, hasher: Hasher, count: int, *, codes: bool) -> list[Seeded]:
     now = datetime.now(UTC)
-    made = [
-        Seeded(f"acct_{secrets.token_hex(8)}", f"user-{secrets.token_hex(6)}", secrets.token_hex(4))
-        for _ in range(count)
-    ]
+    made = []
     with Session(engine) as session, session.begin():
-        session.add_all(
-            Account(
-                accountid=m.accountid, appid=APPID, username_hash=hasher.lookup_hash(m.username),
-                password_hash=PLACEHOLDER_HASH, session_key=secrets.token_hex(32),
-                session_key_number=1, created_at=now, updated_at=now,
-            )
-            for m in made
-        )  # fmt: skip
-        if codes:
-            session.add_all(
-                ResetCode(
-                    codeid=f"code_{secrets.token_hex(8)}", appid=APPID, accountid=m.accountid,
-                    secret_code_hash=hasher.lookup_hash(m.code), created_at=now, updated_at=now,
-                )
-                for m in made
+        for _ in range(count):
+            account = create_account(
+                session, hasher, appid=APPID, username=f"user-{secrets.token_hex(6)}",
+                password=None, now=now,
             )  # fmt: skip
+            code = secrets.token_hex(4)
+            if codes:
+                create_reset_code(session, hasher, account, code=code, created_at=now)
+            made.append(Seeded(account.accountid, account.username, code))
     return made
 
 

@@ -18,6 +18,7 @@ from client.producer import AccountResetClient
 from client.settings import ClientSettings
 from client.tail import EventFilter, tail_events
 from schemas import COMMANDS, CommandOutcome
+from schemas.fields import COMMAND_ID
 from schemas.json_schema import wire_contract
 
 WAIT_HELP = "Wait up to this many seconds for the result event(s), then summarise."
@@ -116,7 +117,7 @@ def _send_lines(source: TextIO, command: str | None, wait_s: float | None) -> No
         with Progress(console=_stderr()) as bar:
             task = bar.add_task("enqueue", total=len(payloads))
             for name, payload in payloads:
-                command_id = payload.pop("command_id", None)
+                command_id = payload.pop(COMMAND_ID, None)
                 sent.append(client.send(name, payload, command_id=command_id))
                 bar.advance(task)
         click.echo(f"enqueued {len(sent)} commands", err=True)
@@ -131,7 +132,7 @@ def _payload(number: int, line: str, command: str | None) -> tuple[str, dict[str
     if not isinstance(payload, dict):
         raise click.ClickException(f"line {number} is not a JSON object")
     name = command or payload.pop("command", None)
-    if not isinstance(payload.get("command_id", ""), str):
+    if not isinstance(payload.get(COMMAND_ID, ""), str):
         raise click.ClickException(f"line {number}: command_id must be a string")
     if name not in COMMANDS:
         raise click.ClickException(f'line {number}: "command" must name one of {sorted(COMMANDS)}')
@@ -209,17 +210,20 @@ def events_tail(
     wanted = EventFilter(status=status, code=code, accountid=accountid)
     if not as_json:
         click.echo(_row("occurred_at", "status", "code", "command", "accountid", "command_id"))
-    printed = tail_events(
-        ClientSettings(),
-        wanted,
-        lambda event: click.echo(event.model_dump_json() if as_json else _event_row(event)),
-        group=group,
-        consumer=consumer,
-        from_start=from_start,
-        count=count,
-        idle_timeout_s=idle_timeout,
-        claim_idle_s=claim_idle,
-    )
+    try:
+        printed = tail_events(
+            ClientSettings(),
+            wanted,
+            lambda event: click.echo(event.model_dump_json() if as_json else _event_row(event)),
+            group=group,
+            consumer=consumer,
+            from_start=from_start,
+            count=count,
+            idle_timeout_s=idle_timeout,
+            claim_idle_s=claim_idle,
+        )
+    except PermissionError as cannot:
+        raise click.ClickException(str(cannot)) from None
     click.echo(f"{printed} events", err=True)
 
 

@@ -21,17 +21,28 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
-from cryptography.fernet import Fernet
 
 from client.events import wait_for_outcomes
 from client.redis_clients import broker_connection, redis_client
-from client.sealing import Binding, seal
+from client.sealing import Binding, fernet_keys, multi_fernet, seal
 from client.settings import ClientSettings
 from client.signing import sign_messages
 from schemas import CommandOutcome
 from schemas.display import redacted_kwargs
+from schemas.fields import (
+    ACCOUNTID,
+    COMMAND_ID,
+    NEW_PASSWORD,
+    REQUESTER_ACCOUNTID,
+    SEALABLE_FIELDS,
+    SECRET_CODE,
+    SOURCE,
+    USERNAME,
+    spellings,
+)
 
-SEALED_FIELDS = ("username", "new-password", "secret-code")
+# Either spelling of a field is sealed (`new_password` as well as `new-password`).
+SEALABLE = spellings(*SEALABLE_FIELDS)
 CLOCK_ALLOWANCE_S = 60.0
 # Resends of this many recent commands reuse their sealed tokens (see `_message`).
 REMEMBERED_SENDS = 10_000
@@ -61,8 +72,10 @@ class AccountResetClient:
         self._sealing_key = self.settings.sealing_key
         # Legacy (goes in 0.3.0): Fernet, only for a producer not yet given the public key.
         key = self.settings.payload_key if self._sealing_key is None else None
-        self._fernet = None if key is None else Fernet(key.get_secret_value().split(",")[0].strip())
-        self._events = redis_client(self.settings.events_redis_url, self.settings.redis_options)
+        self._fernet = None if key is None else multi_fernet(fernet_keys(key.get_secret_value()))
+        self._events = redis_client(
+            self.settings.events_redis_url, self.settings.redis_options, decode_responses=True
+        )
         # Where the stream stood before each command was sent: its event comes after that.
         self._sent_after: dict[str, str] = {}
         # What each recent command_id was sent as: a resend sends the same sealed tokens, since
@@ -78,7 +91,7 @@ class AccountResetClient:
         command_id: str | None = None,
     ) -> str:
         """End every session of `accountid`; the requester is the account itself by default."""
-        payload = {"accountid": accountid, "requester_accountid": requester_accountid or accountid}
+        payload = {ACCOUNTID: accountid, REQUESTER_ACCOUNTID: requester_accountid or accountid}
         return self.send("reset-session-key", payload, appid=appid, command_id=command_id)
 
     def queue_of(self, command: str) -> str:
@@ -100,9 +113,9 @@ class AccountResetClient:
         """Set a new password with a reset code. `source` names where the request came from
         (a hashed client address, a device id, at most 200 characters; never a raw address):
         the worker then also limits attempts at codes per source."""
-        payload = {"username": username, "secret-code": secret_code, "new-password": new_password}
+        payload = {USERNAME: username, SECRET_CODE: secret_code, NEW_PASSWORD: new_password}
         if source is not None:
-            payload["source"] = source
+            payload[SOURCE] = source
         return self.send("reset-account-password", payload, appid=appid, command_id=command_id)
 
     def send(
@@ -163,7 +176,7 @@ class AccountResetClient:
             return dict(before[2])
         # The command_id first: each sealed field is bound to it.
         message = self._sealed(payload, command=command, command_id=command_id)
-        message["command_id"] = command_id
+        message[COMMAND_ID] = command_id
         self._sent_as[command_id] = (command, dict(payload), dict(message))
         while len(self._sent_as) > REMEMBERED_SENDS:
             self._sent_as.popitem(last=False)
@@ -175,7 +188,7 @@ class AccountResetClient:
         if self._sealing_key is None and self._fernet is None:
             return sealed
         for field, value in payload.items():
-            if field.replace("_", "-") in SEALED_FIELDS and isinstance(value, str):
+            if field in SEALABLE and isinstance(value, str):
                 sealed[field] = {"sealed": self._seal(value, command, field, command_id)}
         return sealed
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.fernet import Fernet, MultiFernet
 from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
@@ -100,3 +102,24 @@ def seal(text: str, *, key: ECKey, binding: Binding, issued_at: int | None = Non
         ISSUED_AT_HEADER: int(time.time()) if issued_at is None else issued_at,
     }
     return jwe.encrypt_compact(header, text.encode(), key, registry=REGISTRY)
+
+
+# Legacy (goes in 0.3.0): Fernet, the format before the JWE above. The same keys, in one
+# variable (PAYLOAD_KEY), seal a producer's secret fields and the worker's dead letters.
+
+
+def fernet_keys(keys: str) -> list[str]:
+    """The keys of a comma-separated list, newest first, blanks left out."""
+    return [key.strip() for key in keys.split(",") if key.strip()]
+
+
+def multi_fernet(keys: Sequence[str]) -> MultiFernet:
+    """Fernet with the first key sealing and any opening, so keys can be rotated; a ValueError
+    (never quoting a key) unless each is a Fernet key."""
+    if not keys:
+        raise ValueError("no key")
+    try:
+        return MultiFernet([Fernet(key) for key in keys])
+    except (ValueError, TypeError):
+        # Fernet's message is generic, but keep the key's text out of any traceback.
+        raise ValueError("not a Fernet key") from None

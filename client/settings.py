@@ -1,60 +1,100 @@
-"""The client's settings: the worker's names for what a producer shares with it."""
+"""The client's settings, and what a producer shares with the worker, declared once.
+
+`SharedSettings` holds the names both sides read (the queues, the events stream, reaching Redis
+through Sentinel and over TLS, the legacy Fernet keys, message signing) and their checks; the
+worker's `Settings` (worker/settings.py) and `ClientSettings` both extend it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from joserfc.jwk import ECKey
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from client.redis_clients import RedisOptions, check_redis_url
-from client.sealing import public_sealing_key
+from client.sealing import fernet_keys, multi_fernet, public_sealing_key
 from client.signing import check_key_pair
 
 
-class ClientSettings(BaseSettings):
+class SharedSettings(BaseSettings):
+    """The `ACCOUNT_RESET_*` settings a producer and the worker must agree on."""
+
     model_config = SettingsConfigDict(
         env_prefix="ACCOUNT_RESET_", extra="ignore", frozen=True, hide_input_in_errors=True
     )
+    # The fields holding Redis URLs, checked against the Sentinel and TLS settings below.
+    redis_url_fields: ClassVar[tuple[str, ...]] = ("broker_url", "events_url")
 
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    queue: str = "account-reset"
-    # Set: reset-session-key goes to this queue, which nodes of its own consume (the worker's
-    # ACCOUNT_RESET_SESSIONS_QUEUE); unset, to QUEUE with everything else.
-    sessions_queue: str | None = None
-    # Where the worker publishes outcomes (the broker's Redis unless another is named).
-    events_url: str | None = None
-    events_stream: str = "account-reset:events"
-    # The worker's names for reaching Redis through Sentinel and over TLS (client/redis_clients.py).
-    sentinel_master: str | None = None
-    sentinel_password: SecretStr | None = None
-    sentinel_tls: bool = False
-    redis_ca_file: Path | None = None
-    # The worker's public sealing key (a JWK, `account-reset sealing-keys public`), or a file
-    # holding it: each secret field leaves the producer sealed to it, bound to its command.
-    sealing_public_key: str | None = None
-    sealing_public_key_file: Path | None = None
-    # Legacy (goes in 0.3.0), used only without SEALING_PUBLIC_KEY: secret fields sealed with
-    # Fernet (the first key seals), which the worker opens only with LEGACY_FERNET_SEALED=true.
-    payload_key: SecretStr | None = None
-    # Both set: every message is signed with Celery's message signing (RSA key and its
-    # certificate, PEM), for a worker that accepts only signed messages (its SIGNING_CERT_STORE).
-    signing_key_file: Path | None = None
-    signing_certificate_file: Path | None = None
+    queue: str = Field(
+        default="account-reset",
+        description="The queue of both commands; its nodes take both, whatever `SESSIONS_QUEUE`"
+        " says.",
+    )
+    sessions_queue: str | None = Field(
+        default=None,
+        description="Session revocations' own queue, consumed by nodes of their own (`account-reset"
+        " worker --sessions`), so that a revocation never waits behind password resets (bcrypt)"
+        " or junk; the client and the Node example send `reset-session-key` there when it is"
+        " set. Unset: both commands share `QUEUE`. Must differ from `QUEUE`.",
+    )
 
-    @field_validator("signing_key_file", "signing_certificate_file", mode="before")
-    @classmethod
-    def _empty_path_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+    # Result events, on the broker's Redis unless another is named.
+    events_url: str | None = Field(
+        default=None,
+        description="The Redis of the events stream, the dead letters and the attempt counts;"
+        " unset: the broker's.",
+    )
+    events_stream: str = Field(
+        default="account-reset:events", description="The stream of result events."
+    )
 
-    @model_validator(mode="after")
-    def _a_signing_key_with_its_certificate(self) -> ClientSettings:
-        check_key_pair(
-            key_file=self.signing_key_file, certificate_file=self.signing_certificate_file
-        )
-        return self
+    # Redis Sentinel, for any sentinel:// URL, and TLS (client/redis_clients.py).
+    sentinel_master: str | None = Field(
+        default=None,
+        description="The master's name under Redis Sentinel; required with any `sentinel://` URL"
+        " (operations.md: TLS and Sentinel).",
+    )
+    sentinel_password: SecretStr | None = Field(
+        default=None,
+        description="The sentinels' own password (their `requirepass`); the master's goes in the"
+        " URL.",
+    )
+    sentinel_tls: bool = Field(
+        default=False,
+        description="The sentinels, and the master they name, speak TLS (verified as `rediss://`).",
+    )
+    redis_ca_file: Path | None = Field(
+        default=None,
+        description="The CA of the Redis servers' certificates, for `rediss://` and"
+        " `SENTINEL_TLS`, when a URL names none in `ssl_ca_certs`; unset: the system's CAs."
+        " Certificates are always verified.",
+    )
+
+    payload_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys, comma-separated, newest first (the first seals, any opens):"
+        " seal the secret fields of dead letters, worker-side only (unset: a dead letter"
+        " withholds them); with `LEGACY_FERNET_SEALED`, also open producers' legacy sealed"
+        " fields. A producer without `SEALING_PUBLIC_KEY` seals its secret fields with the first"
+        " (legacy, removed in 0.3.0).",
+    )
+
+    # Celery's message signing (RSA, PEM); a worker adds SIGNING_CERT_STORE.
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Celery's message signing: an unencrypted RSA private key (PEM), set with"
+        " `SIGNING_CERTIFICATE_FILE`. On a producer (the client, `enqueue`) every message is"
+        " signed with it; on a worker, its retries and `failed retry` are (security.md: who may"
+        " enqueue).",
+    )
+    signing_certificate_file: Path | None = Field(
+        default=None,
+        description="The certificate (PEM) of `SIGNING_KEY_FILE`; a worker's must be in"
+        " `SIGNING_CERT_STORE`.",
+    )
 
     @field_validator("sentinel_master", "redis_ca_file", mode="before")
     @classmethod
@@ -62,14 +102,16 @@ class ClientSettings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
-    def _redis_urls_are_usable(self) -> ClientSettings:
-        check_redis_url(self.broker_url, self.redis_options, variable="ACCOUNT_RESET_BROKER_URL")
-        check_redis_url(self.events_url, self.redis_options, variable="ACCOUNT_RESET_EVENTS_URL")
+    def _redis_urls_are_usable(self) -> SharedSettings:
+        for name in self.redis_url_fields:
+            check_redis_url(
+                getattr(self, name), self.redis_options, variable=f"ACCOUNT_RESET_{name.upper()}"
+            )
         return self
 
     @property
     def redis_options(self) -> RedisOptions:
-        """How the broker and the events Redis are reached (Sentinel, TLS)."""
+        """How every Redis URL is reached (Sentinel, TLS)."""
         password = self.sentinel_password
         return RedisOptions(
             sentinel_master=self.sentinel_master,
@@ -78,14 +120,54 @@ class ClientSettings(BaseSettings):
             ca_file=self.redis_ca_file,
         )
 
+    @field_validator("payload_key")
+    @classmethod
+    def _payload_keys_are_fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            multi_fernet(fernet_keys(value.get_secret_value()))
+        except ValueError:
+            raise ValueError(
+                "ACCOUNT_RESET_PAYLOAD_KEY must be Fernet keys (url-safe base64 of 32 bytes),"
+                " comma-separated"
+            ) from None
+        return value
+
+    @field_validator("signing_key_file", "signing_certificate_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _a_signing_key_with_its_certificate(self) -> SharedSettings:
+        check_key_pair(
+            key_file=self.signing_key_file, certificate_file=self.signing_certificate_file
+        )
+        return self
+
+
+class ClientSettings(SharedSettings):
+    """A producer's and an audit consumer's settings: the shared ones, and the public key."""
+
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="The broker's Redis URL (`redis://`, `rediss://`, `unix://`, `sentinel://`).",
+    )
+    sealing_public_key: str | None = Field(
+        default=None,
+        description="The worker's public sealing key (a JWK: `account-reset sealing-keys"
+        " public`): each secret field leaves the producer sealed to it, bound to its command,"
+        " field and command_id.",
+    )
+    sealing_public_key_file: Path | None = Field(
+        default=None,
+        description="A file holding `SEALING_PUBLIC_KEY`; set one or the other.",
+    )
+
     @property
     def events_redis_url(self) -> str:
         return self.events_url or self.broker_url
-
-    @field_validator("payload_key")
-    @classmethod
-    def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
-        return None if value is not None and not value.get_secret_value().strip() else value
 
     @model_validator(mode="before")
     @classmethod

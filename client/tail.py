@@ -9,18 +9,17 @@ run under the same name) are read again first.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
-from client.events import read_outcome
+from client.events import Entry, follow, read_outcome, stream_end
 from client.redis_clients import redis_client
 from client.settings import ClientSettings
 from schemas import CommandOutcome
 
-Entry = tuple[Any, Mapping[Any, Any]]
 BLOCK_MS = 1000
 BATCH = 100
 
@@ -55,7 +54,7 @@ def tail_events(
 
     Returns how many were shown.
     """
-    client = redis_client(settings.events_redis_url, settings.redis_options)
+    client = redis_client(settings.events_redis_url, settings.redis_options, decode_responses=True)
     stream = settings.events_stream
     if group is not None and consumer is not None:
         member = _GroupReader(client, stream, group, consumer, from_start, claim_idle_s)
@@ -63,7 +62,8 @@ def tail_events(
         batches: Iterator[list[Entry]] = member.batches()
     else:
         reader = None
-        batches = _plain_batches(client, stream, "0-0" if from_start else "$")
+        after = "0-0" if from_start else stream_end(client, stream)
+        batches = follow(client, stream, after=after, block_ms=BLOCK_MS, count=BATCH)
     ack: Callable[[Any], None] = reader.ack if reader is not None else (lambda _entry_id: None)
     try:
         return _follow(batches, wanted, show, ack, _Stop(count, idle_timeout_s))
@@ -107,22 +107,6 @@ def _follow(
         if stop.idle(bool(batch)):
             return shown
     return shown
-
-
-def _plain_batches(client: redis.Redis, stream: str, last_id: str) -> Iterator[list[Entry]]:
-    if last_id == "$":
-        # Resolve "now" once, so nothing between two reads is missed.
-        newest = cast(list[Entry], client.xrevrange(stream, count=1))
-        last_id = _text(newest[0][0]) if newest else "0-0"
-    while True:
-        reply = cast(
-            list[tuple[Any, list[Entry]]],
-            client.xread({stream: last_id}, block=BLOCK_MS, count=BATCH),
-        )
-        entries = [entry for _stream, batch in reply or [] for entry in batch]
-        if entries:
-            last_id = _text(entries[-1][0])
-        yield entries
 
 
 @dataclass
@@ -171,7 +155,7 @@ class _GroupReader:
             entries = [(i, f) for _s, batch in reply or [] for i, f in batch if f]
             if not entries:
                 return
-            last_id = _text(entries[-1][0])
+            last_id = entries[-1][0]
             yield entries
 
     def _claim_abandoned(self) -> list[Entry]:
@@ -181,7 +165,3 @@ class _GroupReader:
         )  # fmt: skip
         claimed = cast(list[Entry], reply[1] if reply else [])
         return [(entry_id, fields) for entry_id, fields in claimed if fields]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

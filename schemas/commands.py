@@ -22,6 +22,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from schemas.codes import CommandRejected, ExceptionCode
+from schemas.fields import (
+    ACCOUNTID,
+    NEW_PASSWORD,
+    SECRET_CODE,
+    USERNAME,
+    spellings,
+    underscored,
+)
 
 MAX_COMMAND_ID_LENGTH = 200
 MAX_APPID_LENGTH = 200
@@ -145,7 +153,7 @@ class ResetSessionKey(_Command):
 
     name: ClassVar[str] = "reset-session-key"
     field_codes: ClassVar[dict[str, ExceptionCode]] = {
-        "accountid": ExceptionCode.INVALID_ACCOUNTID,
+        ACCOUNTID: ExceptionCode.INVALID_ACCOUNTID,
     }
 
     accountid: str
@@ -158,20 +166,22 @@ class ResetAccountPassword(_Command):
 
     name: ClassVar[str] = "reset-account-password"
     field_codes: ClassVar[dict[str, ExceptionCode]] = {
-        "secret-code": ExceptionCode.INVALID_SECRET_CODE,
-        "secret_code": ExceptionCode.INVALID_SECRET_CODE,
-        "username": ExceptionCode.INVALID_USERNAME,
-        "new-password": ExceptionCode.INVALID_PASSWORD,
-        "new_password": ExceptionCode.INVALID_PASSWORD,
+        **dict.fromkeys(spellings(SECRET_CODE), ExceptionCode.INVALID_SECRET_CODE),
+        USERNAME: ExceptionCode.INVALID_USERNAME,
+        **dict.fromkeys(spellings(NEW_PASSWORD), ExceptionCode.INVALID_PASSWORD),
     }
     too_long_codes: ClassVar[dict[str, ExceptionCode]] = {
-        "new_password": ExceptionCode.INVALID_PASSWORD_LENGTH,
+        underscored(NEW_PASSWORD): ExceptionCode.INVALID_PASSWORD_LENGTH,
     }
 
     # Declared in the dashboard's order of checks.
-    secret_code: SecretStr = Field(validation_alias=AliasChoices("secret-code", "secret_code"))
+    secret_code: SecretStr = Field(
+        validation_alias=AliasChoices(SECRET_CODE, underscored(SECRET_CODE))
+    )
     username: SecretStr
-    new_password: SecretStr = Field(validation_alias=AliasChoices("new-password", "new_password"))
+    new_password: SecretStr = Field(
+        validation_alias=AliasChoices(NEW_PASSWORD, underscored(NEW_PASSWORD))
+    )
     # Where the request came from, as the producer names it: a hashed client address or a
     # device id. Optional; it adds a guessing limit per source (worker/security/attempts.py).
     source: Annotated[str | None, WrapValidator(_none_unless_source)] = Field(

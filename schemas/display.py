@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.fields import ACCOUNTID, APPID, COMMAND_ID, REQUESTER_ACCOUNTID
+
 # Fields whose values identify a command or account and may be displayed.
-DISPLAYABLE_FIELDS = frozenset({"accountid", "requester_accountid", "appid", "command_id"})
+DISPLAYABLE_FIELDS = frozenset({ACCOUNTID, REQUESTER_ACCOUNTID, APPID, COMMAND_ID})
 MAX_DISPLAYED_LENGTH = 100
 REDACTED = "[redacted]"
 

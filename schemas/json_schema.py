@@ -11,9 +11,10 @@ from typing import Any
 
 from schemas.commands import COMMANDS
 from schemas.events import CommandOutcome
+from schemas.fields import APPID, COMMAND_ID, SEALABLE_FIELDS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-FILLED_IN_BY_THE_WORKER = ("appid", "command_id")
+FILLED_IN_BY_THE_WORKER = (APPID, COMMAND_ID)
 SEALED_VALUE = {
     "type": "object",
     "description": "a compact JWE (ECDH-ES, A256GCM) of the field's UTF-8 text, bound by its"
@@ -23,7 +24,6 @@ SEALED_VALUE = {
     "required": ["sealed"],
     "additionalProperties": False,
 }
-SEALABLE = ("username", "new-password", "secret-code")
 
 
 def kwargs_schema(command: str) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def kwargs_schema(command: str) -> dict[str, Any]:
     model = COMMANDS[command]
     schema = copy.deepcopy(model.model_json_schema(by_alias=True))
     schema["required"] = [k for k in schema["required"] if k not in FILLED_IN_BY_THE_WORKER]
-    for field in SEALABLE:
+    for field in SEALABLE_FIELDS:
         if field in schema["properties"]:
             plain = schema["properties"][field]
             schema["properties"][field] = {"anyOf": [plain, SEALED_VALUE], "title": plain["title"]}

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Generic
 
+from typing_extensions import TypeVar
+
+from tasks.ports import AttemptCounter
 from worker.security.attempts import CodeAttempts
 from worker.security.hashing import Hasher
 
+# The worker counts in Redis; the unit ring in memory. Covariant: a handler takes either.
+Attempts = TypeVar("Attempts", bound=AttemptCounter, default=CodeAttempts, covariant=True)
+
 
 @dataclass(frozen=True)
-class RuleDeps:
+class RuleDeps(Generic[Attempts]):
     hasher: Hasher
-    attempts: CodeAttempts
+    attempts: Attempts
     # Reset codes older than this are not accepted; None: codes never expire.
     code_ttl: timedelta | None = None

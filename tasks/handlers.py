@@ -1,4 +1,4 @@
-"""The rules of the two commands, in the dashboard's order of checks.
+"""The rules of the two commands, in the dashboard's order of checks; and the table of them.
 
 A handler runs inside the caller's transaction: it reads, checks, and changes rows, and returns
 the affected accountid. A rule failure raises `CommandRejected`; the caller rolls back.
@@ -7,21 +7,24 @@ the affected accountid. A rule failure raises `CommandRejected`; the caller roll
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, cast
 
 from schemas import ExceptionCode, ResetAccountPassword, ResetSessionKey
 from schemas.codes import CommandRejected
 from tasks.deps import RuleDeps
+from tasks.ports import AccountRows, AttemptCounter, C, CommandModel, Handler
 from worker.db.models import Account
-from worker.db.unit_of_work import UnitOfWork
 
 SESSION_KEY_BYTES = 32
 
 
 def reset_session_key(
     command: ResetSessionKey,
-    uow: UnitOfWork,
-    deps: RuleDeps,  # noqa: ARG001 (every handler takes the same arguments)
+    uow: AccountRows,
+    deps: RuleDeps[AttemptCounter],  # noqa: ARG001 (every handler takes the same arguments)
 ) -> str:
     """An account ends all its own sessions."""
     account = uow.account_by_id(command.accountid, command.appid)
@@ -33,7 +36,9 @@ def reset_session_key(
     return account.accountid
 
 
-def reset_account_password(command: ResetAccountPassword, uow: UnitOfWork, deps: RuleDeps) -> str:
+def reset_account_password(
+    command: ResetAccountPassword, uow: AccountRows, deps: RuleDeps[AttemptCounter]
+) -> str:
     """The holder of a reset code sets a new password; every session ends, every code is used."""
     username_hash = deps.hasher.lookup_hash(command.username.get_secret_value())
     account = uow.account_by_username_hash(username_hash, command.appid)
@@ -75,6 +80,19 @@ def reset_account_password(command: ResetAccountPassword, uow: UnitOfWork, deps:
     _end_sessions(account, now)
     uow.delete_reset_codes(accountid=account.accountid, appid=command.appid)
     return account.accountid
+
+
+# Which rules apply to which command: the entrypoints take theirs from here.
+HANDLERS: Mapping[CommandModel, Handler[Any]] = MappingProxyType(
+    {
+        ResetSessionKey: reset_session_key,
+        ResetAccountPassword: reset_account_password,
+    }
+)
+
+
+def handler_for(model: type[C]) -> Handler[C]:
+    return cast("Handler[C]", HANDLERS[model])
 
 
 def _end_sessions(account: Account, now: datetime) -> None:

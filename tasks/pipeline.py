@@ -13,27 +13,27 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Generic
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from typing_extensions import TypeVar
 
 from schemas import CommandLimits, CommandOutcome, ExceptionCode
 from schemas.codes import CommandRejected
 from schemas.commands import (
     MAX_COMMAND_ID_LENGTH,
-    ResetAccountPassword,
-    ResetSessionKey,
     is_storable,
     storable,
 )
-from tasks.deps import RuleDeps
-from worker.db.unit_of_work import RecordedOutcome, UnitOfWork, mark_published_now
-from worker.ops.metrics import metrics
+from schemas.fields import APPID, COMMAND_ID
+from tasks.deps import Attempts, RuleDeps
+from tasks.ports import C, CommandModel, EventPublisher, Handler, UnitOfWork, UnitsOfWork
+from worker.db.unit_of_work import RecordedOutcome, SqlUnitsOfWork
+from worker.ops.metrics import PROMETHEUS, Observer
 from worker.security.fingerprints import RequestFingerprints
 from worker.security.sealed_fields import SealedFields
 from worker.streams.bookkeeping import DashboardBookkeeping
@@ -41,9 +41,12 @@ from worker.streams.publisher import EventStream
 
 log = logging.getLogger(__name__)
 
-C = TypeVar("C", ResetSessionKey, ResetAccountPassword)
-Handler = Callable[[C, UnitOfWork, RuleDeps], str]
-CommandModel = type[ResetSessionKey] | type[ResetAccountPassword]
+__all__ = ["Answer", "C", "CommandModel", "CommandProcessor", "Handler", "command_id_of"]
+
+# The worker's transactions are the database's and its events go to Redis; the unit ring's
+# are in memory.
+Units = TypeVar("Units", bound=UnitsOfWork, default=SqlUnitsOfWork, covariant=True)
+Events = TypeVar("Events", bound=EventPublisher, default=EventStream, covariant=True)
 
 # The scope of commands whose appid is unusable (no appid is empty): they are invalid-payload,
 # and none of them can claim a command_id in a real appid.
@@ -59,17 +62,18 @@ class Answer(StrEnum):
 
 
 @dataclass(frozen=True)
-class CommandProcessor:
-    sessions: sessionmaker[Session]
-    deps: RuleDeps
+class CommandProcessor(Generic[Units, Attempts, Events]):
+    units: Units
+    deps: RuleDeps[Attempts]
     sealed: SealedFields
-    events: EventStream
+    events: Events
     dashboard: DashboardBookkeeping
     limits: CommandLimits
     default_appid: str
     fingerprints: RequestFingerprints
     # What a different request under a recorded command_id is told (COMMAND_ID_CONFLICT_CODE).
     conflict_code: ExceptionCode = ExceptionCode.COMMAND_ID_CONFLICT
+    observer: Observer = PROMETHEUS
 
     def run(
         self,
@@ -96,9 +100,9 @@ class CommandProcessor:
                 "replayed": answer is Answer.REPLAYED, "duration_ms": round(seconds * 1000, 3),
             },
         )  # fmt: skip
-        counted = metrics()
-        counted.commands.labels(outcome.command, outcome.code or "success").inc()
-        counted.duration.labels(outcome.command).observe(seconds)
+        self.observer.command_processed(
+            command=outcome.command, outcome=code if outcome.code else "success", seconds=seconds
+        )
         self._announce(outcome, answer)
         return outcome
 
@@ -107,7 +111,7 @@ class CommandProcessor:
     ) -> _Request:
         """The delivery as the idempotency record sees it: its key, scope and fingerprint."""
         command_id, well_formed = _command_id(payload, task_id)
-        appid = payload.get("appid")
+        appid = payload.get(APPID)
         appid = self.default_appid if appid is None else appid
         fields, refusal = payload, None
         if not well_formed or args:
@@ -129,7 +133,7 @@ class CommandProcessor:
     def _decide(
         self, model: type[C], handler: Handler[C], request: _Request
     ) -> tuple[CommandOutcome, Answer]:
-        with UnitOfWork(self.sessions) as uow:
+        with self.units() as uow:
             recorded = uow.recorded_outcome(scope=request.scope, command_id=request.command_id)
             if recorded is not None:
                 return self._answer_to(model, request, recorded)
@@ -171,7 +175,7 @@ class CommandProcessor:
             if request.refusal is not None:
                 raise CommandRejected(request.refusal)
             command = model.parse(
-                {**request.fields, "appid": appid, "command_id": command_id}, self.limits
+                {**request.fields, APPID: appid, COMMAND_ID: command_id}, self.limits
             )
             accountid = handler(command, uow, self.deps)  # type: ignore[arg-type]
         except CommandRejected as rejected:
@@ -196,11 +200,11 @@ class CommandProcessor:
             return
         kept = self.dashboard.kept_after_commit(outcome)
         self.events.publish(outcome)
-        metrics().publish_delay.labels("task").observe(_since(outcome.occurred_at))
+        self.observer.published(by="task", delay_s=_since(outcome.occurred_at))
         if not kept:
             return
         try:
-            mark_published_now(self.sessions, [outcome.event_id], datetime.now(UTC))
+            self.units.mark_published([outcome.event_id], datetime.now(UTC))
         except SQLAlchemyError as exc:
             # Only bookkeeping: the event is out; the relay will publish it once more.
             log.warning("event %s published, not marked: %s", outcome.event_id, type(exc).__name__)
@@ -212,7 +216,7 @@ class CommandProcessor:
         outcome (REPLAYED), command-id-conflict (REFUSED), or None when nothing is recorded."""
         try:
             request = self._request(model, args, payload, task_id)
-            with UnitOfWork(self.sessions) as uow:
+            with self.units() as uow:
                 recorded = uow.recorded_outcome(scope=request.scope, command_id=request.command_id)
         except Exception as exc:  # whatever it is, the final-failure path must still answer
             log.warning(
@@ -252,7 +256,7 @@ def command_id_of(payload: dict[str, Any], task_id: str) -> str:
 
 def _command_id(payload: dict[str, Any], task_id: str) -> tuple[str, bool]:
     """The producer's idempotency key, else the task id; and whether the given one was usable."""
-    given = payload.get("command_id")
+    given = payload.get(COMMAND_ID)
     task_id = storable(task_id, MAX_COMMAND_ID_LENGTH)  # a message id is the producer's text
     if given is None:
         return task_id, True

@@ -7,15 +7,19 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
+from celery.utils.imports import qualname
 
 from client.redis_clients import broker_connection
 from client.signing import enable_signing
+from worker import bootstrap, keys
 from worker.bootstrap import broker_url, events_url, warn_of_weak_settings
+from worker.broker.consumer import DeadLetteringConsumer
 from worker.broker.redaction import RefusedMessageFilter, RestoreFailureFilter
 from worker.broker.signing import register_checked_serializer, worker_signing_config
+from worker.broker.transport import SentinelTransport, Transport
 from worker.ops.metrics import prepare_multiprocess_dir
 from worker.security.eviction import refuse_an_evicting_redis
-from worker.settings import Settings, get_settings
+from worker.settings import Settings
 from worker.steps.drain import DrainOnShutdown
 from worker.steps.liveness import HealthNotes
 from worker.steps.metrics_server import MetricsStep
@@ -26,10 +30,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # The worker's transport (BLMOVE, entry checks), on Sentinel's master for a sentinel:// URL;
     # a rediss:// URL encrypts and verifies (client/redis_clients.py).
     broker = broker_connection(broker_url(settings), settings.redis_options)
-    transport = "SentinelTransport" if broker.sentinel else "Transport"
+    transport = SentinelTransport if broker.sentinel else Transport
     return {
         "broker_url": broker.url,
-        "broker_transport": f"worker.broker.transport:{transport}",
+        # Settings are names (`celery inspect conf` sends them as JSON): the imports' names.
+        "broker_transport": f"{transport.__module__}:{transport.__qualname__}",
         "broker_transport_options": {**transport_options(settings), **broker.transport_options},
         "broker_use_ssl": broker.ssl or False,
         "broker_connection_retry_on_startup": True,
@@ -54,7 +59,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": settings.task_events,
         "worker_hijack_root_logger": False,
-        "worker_consumer": "worker.broker.consumer:DeadLetteringConsumer",
+        "worker_consumer": qualname(DeadLetteringConsumer),
         # Signing set: Celery's auth serializer replaces JSON for sending and accepting.
         **worker_signing_config(settings),
     }
@@ -76,11 +81,10 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         # One key per queue (no priority sub-queues), so the worker can take a message with
         # BLMOVE into the queue's reserved list (worker/broker/transport.py).
         "priority_steps": [0],
-        # The queue's own bookkeeping keys, next to it: deployments sharing a Redis stay apart,
-        # and one ACL key pattern (`<queue>:*`) covers them (worker/security/acl.py).
-        "unacked_key": f"{settings.consumed_queue}:unacked",
-        "unacked_index_key": f"{settings.consumed_queue}:unacked_index",
-        "unacked_mutex_key": f"{settings.consumed_queue}:unacked_mutex",
+        # The queue's own bookkeeping keys, next to it (worker/keys.py).
+        "unacked_key": keys.unacked(settings.consumed_queue),
+        "unacked_index_key": keys.unacked_index(settings.consumed_queue),
+        "unacked_mutex_key": keys.unacked_mutex(settings.consumed_queue),
         # The whole raw entry is capped before it is parsed (worker/broker/transport.py).
         "max_entry_bytes": settings.max_entry_bytes,
     }
@@ -98,20 +102,20 @@ RESTORE_LOGGER = "kombu.transport.redis"
 
 @worker_init.connect
 def _warn_of_weak_settings(**_kwargs: Any) -> None:
-    warn_of_weak_settings(get_settings())
+    warn_of_weak_settings(bootstrap.settings())
 
 
 @worker_init.connect
 def _refuse_a_redis_that_could_evict_the_counts(**_kwargs: Any) -> None:
     # In the main process, before the pool forks: a refusal ends the worker with one line.
-    settings = get_settings()
+    settings = bootstrap.settings()
     refuse_an_evicting_redis(events_url(settings), settings.redis_options)
 
 
 @worker_init.connect
 def _metrics_files_shared_by_the_pool(**_kwargs: Any) -> None:
     # Before the pool forks and before prometheus-client is imported (worker/ops/metrics.py).
-    if get_settings().metrics_port is not None:
+    if bootstrap.settings().metrics_port is not None:
         prepare_multiprocess_dir()
 
 
@@ -126,7 +130,7 @@ def _keep_payloads_out_of_logs(**_kwargs: Any) -> None:
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _json_lines_when_asked(logger: logging.Logger, **_kwargs: Any) -> None:
-    if get_settings().log_format != "json":
+    if bootstrap.settings().log_format != "json":
         return
     from pythonjsonlogger.json import JsonFormatter
 
@@ -136,7 +140,7 @@ def _json_lines_when_asked(logger: logging.Logger, **_kwargs: Any) -> None:
 
 
 app = Celery("account-reset", include=["tasks.entrypoints"])
-app.add_defaults(lambda: celery_config(get_settings()))
+app.add_defaults(lambda: celery_config(bootstrap.settings()))
 app.steps["worker"].add(OutboxRelayStep)
 app.steps["worker"].add(MetricsStep)
 app.steps["consumer"].add(DrainOnShutdown)
@@ -147,7 +151,7 @@ app.steps["consumer"].add(HealthNotes)
 def _sign_and_verify_when_set(sender: Celery, **_kwargs: Any) -> None:
     """Celery's signing set-up, in every process that loads this app (the worker's main process
     before its pool forks, and `account-reset failed retry`), before anything is sent or read."""
-    settings = get_settings()
+    settings = bootstrap.settings()
     if settings.signing_cert_store is not None:
         enable_signing(sender)
         register_checked_serializer(settings)

@@ -20,7 +20,9 @@ from schemas import ExceptionCode
 from tasks.deps import RuleDeps
 from tasks.pipeline import CommandProcessor
 from worker.db.engine import create_db_engine, session_factory
+from worker.db.unit_of_work import SqlUnitsOfWork
 from worker.dev.embedded_redis import shared_embedded_redis
+from worker.ops.metrics import PROMETHEUS, Observer
 from worker.security.attempts import CodeAttempts, counts_naming_key
 from worker.security.fingerprints import RequestFingerprints
 from worker.security.hashing import Hasher
@@ -33,6 +35,25 @@ from worker.streams.outbox import OutboxRelay
 from worker.streams.publisher import EventStream
 
 log = logging.getLogger(__name__)
+
+
+def settings() -> Settings:
+    """The worker's settings, read from the environment once a process: every part of the
+    worker reads them here. Reading them connects to nothing and builds no runtime, so the main
+    process may read them before its pool forks."""
+    return get_settings()
+
+
+def reread_settings() -> Settings:
+    """Read the environment again (`account-reset worker --sessions` changes it first)."""
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def observer() -> Observer:
+    """What every part reports to: the worker's metrics. Builds nothing until a report comes,
+    and then only this process's metrics, so the main process may report before it forks."""
+    return PROMETHEUS
 
 
 def broker_url(settings: Settings) -> str:
@@ -51,6 +72,7 @@ class Runtime:
     processor: CommandProcessor
     dead_letters: DeadLetterBox
     relay: OutboxRelay
+    observer: Observer
     pid: int
 
 
@@ -61,6 +83,7 @@ def dead_letter_box(settings: Settings) -> DeadLetterBox:
         key=settings.dead_letters_key,
         maxlen=settings.dead_letters_maxlen,
         sealer=payload_sealer(settings.payload_key) if settings.payload_key else None,
+        observer=observer(),
     )
 
 
@@ -137,6 +160,7 @@ def rule_deps(settings: Settings, client: redis.Redis) -> RuleDeps:
             source_window_s=settings.source_attempt_window_seconds,
             max_appid_attempts=settings.max_appid_attempts,
             appid_window_s=settings.appid_attempt_window_seconds,
+            observer=observer(),
         ),
         code_ttl=_seconds(ttl),
     )
@@ -160,7 +184,7 @@ def build_runtime(settings: Settings) -> Runtime:
         max_age=_seconds(settings.events_retention_seconds),
     )
     processor = CommandProcessor(
-        sessions=sessions,
+        units=SqlUnitsOfWork(sessions),
         deps=rule_deps(settings, events.client),
         sealed=sealed_fields(settings),
         events=events,
@@ -169,6 +193,7 @@ def build_runtime(settings: Settings) -> Runtime:
         default_appid=settings.appid,
         fingerprints=request_fingerprints(settings),
         conflict_code=ExceptionCode(settings.command_id_conflict_code),
+        observer=observer(),
     )
     relay = OutboxRelay(
         sessions=sessions,
@@ -177,6 +202,7 @@ def build_runtime(settings: Settings) -> Runtime:
         grace=timedelta(seconds=settings.relay_grace_s),
         batch_size=settings.relay_batch_size,
         retention=timedelta(days=settings.outcome_retention_days),
+        observer=observer(),
     )
     return Runtime(
         settings=settings,
@@ -184,6 +210,7 @@ def build_runtime(settings: Settings) -> Runtime:
         processor=processor,
         dead_letters=dead_letter_box(settings),
         relay=relay,
+        observer=observer(),
         pid=os.getpid(),
     )
 
@@ -200,5 +227,5 @@ def runtime() -> Runtime:
         _runtime.engine.dispose(close=False)
         _runtime = None
     if _runtime is None:
-        _runtime = build_runtime(get_settings())
+        _runtime = build_runtime(settings())
     return _runtime

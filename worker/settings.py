@@ -5,15 +5,13 @@ from __future__ import annotations
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from client.redis_clients import RedisOptions, check_redis_url
-from client.settings import read_key_file
-from client.signing import check_key_pair
+from client.sealing import fernet_keys
+from client.settings import SharedSettings, read_key_file
 from schemas import CommandLimits
 from worker.broker.signing import check_store
 from worker.security.hashing import UNSET_KEY_IN_JAVASCRIPT
@@ -29,178 +27,355 @@ MIN_PRODUCTION_BCRYPT_ROUNDS = 10
 DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S = 10.0
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="ACCOUNT_RESET_", extra="ignore", frozen=True, hide_input_in_errors=True
-    )
+class Settings(SharedSettings):
+    """The worker's settings: those it shares with producers (client/settings.py), its own."""
+
+    redis_url_fields: ClassVar[tuple[str, ...]] = (
+        "broker_url", "events_url", "cache_url", "dashboard_metrics_url",
+    )  # fmt: skip
 
     # Unset: development on an embedded Redis (no BROKER_URL), production on a real broker, so a
     # worker that reaches a real broker never runs with development's leniency by omission.
-    environment: Literal["development", "production"] | None = None
+    environment: Literal["development", "production"] | None = Field(
+        default=None,
+        description="Unset: `development` on the embedded Redis, `production` on a real broker."
+        " Outside development the worker refuses to start without `BROKER_URL`, with a"
+        " `HASH_KEY` under 16 characters, or a `BCRYPT_ROUNDS` under 10 (the dashboard's"
+        " default); the development placeholder `HASH_KEY` is refused on any real broker,"
+        " whatever this says. `HASH_MODE=unkeyed` (a stock dashboard, chosen explicitly) needs"
+        " no key and warns.",
+    )
 
-    # Broker and queue. No broker URL: an embedded Redis is started (development only).
-    broker_url: str | None = None
-    queue: str = "account-reset"
-    # Session revocations' own queue, consumed by nodes of their own (`account-reset worker
-    # --sessions`), so that they never wait behind password resets (bcrypt) or junk. Unset:
-    # both commands share QUEUE. Either way QUEUE's nodes still take both commands.
-    sessions_queue: str | None = None
-    # What this node consumes: "all" (QUEUE, both commands) or "sessions" (SESSIONS_QUEUE,
-    # reset-session-key only); set by `account-reset worker --sessions`.
-    node_role: Literal["all", "sessions"] = "all"
-    appid: str = "dashboard"
+    # The broker (the queues' names: SharedSettings).
+    broker_url: str | None = Field(
+        default=None,
+        description="The broker's Redis URL (`redis://`, `rediss://`, `unix://`, `sentinel://`);"
+        " unset starts an embedded Redis (development only).",
+    )
+    node_role: Literal["all", "sessions"] = Field(
+        default="all",
+        description="What this node consumes: `all` (`QUEUE`, both commands) or `sessions`"
+        " (`SESSIONS_QUEUE`, `reset-session-key` only), which `account-reset worker --sessions`"
+        " sets.",
+    )
+    appid: str = Field(
+        default="dashboard",
+        description="The appid of commands that give none (the dashboard's `APPID`).",
+    )
 
-    # Result events, on the broker's Redis unless another is named.
-    events_url: str | None = None
-    events_stream: str = "account-reset:events"
-    events_stream_maxlen: int | None = Field(default=1_000_000, ge=1)
-    # Also drop events older than this (at each relay round); unset keeps them, length permitting.
-    events_retention_seconds: int | None = Field(default=None, ge=60)
+    # Result events (their Redis and stream name: SharedSettings).
+    events_stream_maxlen: int | None = Field(
+        default=1_000_000,
+        ge=1,
+        description="Approximate trim length of the events stream (about 320 bytes an event:"
+        " 1,000,000 is about 320 MB).",
+    )
+    events_retention_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        description="Also drop events older than this, at each relay round (`RELAY_INTERVAL_S`);"
+        " unset keeps them, length permitting.",
+    )
 
-    # The dashboard's storage cache; unset means the dashboard runs without one.
-    cache_url: str | None = None
+    cache_url: str | None = Field(
+        default=None,
+        description="The dashboard's storage cache (its `STORAGE_CACHE_REDIS_URL`); unset means"
+        " the dashboard runs without one.",
+    )
 
-    # Redis Sentinel, for any sentinel:// URL above: the master's name (required), the
-    # sentinels' own password, and TLS to the sentinels and the master they name.
-    sentinel_master: str | None = None
-    sentinel_password: SecretStr | None = None
-    sentinel_tls: bool = False
-    # The CA of the Redis servers' certificates (rediss://, SENTINEL_TLS) when a URL names none
-    # in ssl_ca_certs; unset: the system's CAs. Certificates are always verified.
-    redis_ca_file: Path | None = None
-
-    database_url: str = "sqlite:///account-reset.db"
-    db_pool_size: int = Field(default=2, ge=1)
+    database_url: str = Field(
+        default="sqlite:///account-reset.db",
+        description="The dashboard's database: `sqlite:///…`, `postgresql://…` (psycopg 3),"
+        " `mariadb://…` or `mysql://…` (PyMySQL, utf8mb4); TLS options go in the URL.",
+    )
+    db_pool_size: int = Field(
+        default=2, ge=1, description="Database connections per worker process."
+    )
 
     # Hashes shared with the dashboard. keyed: HASH_KEY is its `dashboardEncryptionKey`, which
     # the application embedding the dashboard sets. unkeyed: a stock dashboard that sets none
     # (lookups hashed with the text "undefined", passwords with no key); HASH_KEY must be unset.
-    hash_mode: Literal["keyed", "unkeyed"] = "keyed"
-    hash_key: SecretStr = SecretStr(DEVELOPMENT_HASH_KEY)
-    bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    hash_mode: Literal["keyed", "unkeyed"] = Field(
+        default="keyed",
+        description="`keyed`: the dashboard hashes with `HASH_KEY`; `unkeyed`: a dashboard"
+        " without a key, as the package ships (contract.md: data and hashes); chosen, never"
+        " assumed, and the worker warns at start.",
+    )
+    hash_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_HASH_KEY),
+        description="The dashboard's `dashboardEncryptionKey`; required outside development in"
+        " `keyed` mode (16 characters or more), refused in `unkeyed`; the placeholder default is"
+        " refused on any real broker.",
+    )
+    bcrypt_rounds: int = Field(
+        default=12,
+        ge=4,
+        le=31,
+        description="The bcrypt cost of new password hashes; 10 or more outside development.",
+    )
 
-    # The dashboard's own bookkeeping: where it counts `resetcodes-used` (its `metrics` table,
-    # its Redis metrics hashes with STORAGE_METRICS=redis, or nowhere with DISABLE_METRICS),
-    # and the time zone of its Node process, whose local date names the day counted.
-    dashboard_metrics: Literal["database", "redis", "off"] = "database"
-    dashboard_metrics_url: str | None = None
-    dashboard_timezone: str = "UTC"
+    # The dashboard's own bookkeeping.
+    dashboard_metrics: Literal["database", "redis", "off"] = Field(
+        default="database",
+        description="Where the dashboard counts `resetcodes-used`: `database` (its `metrics`"
+        " table), `redis` (its `STORAGE_METRICS=redis`), `off` (its `DISABLE_METRICS=true`).",
+    )
+    dashboard_metrics_url: str | None = Field(
+        default=None,
+        description="The dashboard's `STORAGE_METRICS_REDIS_URL`; required with"
+        " `DASHBOARD_METRICS=redis`.",
+    )
+    dashboard_timezone: str = Field(
+        default="UTC",
+        description="The time zone (IANA) of the dashboard's Node process, whose local date names"
+        " the day counted.",
+    )
 
     # The dashboard's length rules.
-    min_username_length: int = Field(default=6, ge=1)
-    min_password_length: int = Field(default=6, ge=1)
-    max_password_length: int = Field(default=50, ge=1)
-    max_field_length: int = Field(default=1024, ge=1)
+    min_username_length: int = Field(default=6, ge=1, description="The dashboard's default.")
+    min_password_length: int = Field(
+        default=6, ge=1, description="The dashboard's default (its reset checks only this)."
+    )
+    max_password_length: int = Field(
+        default=50,
+        ge=1,
+        description="A longer new password is `invalid-password-length`: the dashboard's own"
+        " maximum at sign-up, which its reset does not check.",
+    )
+    max_field_length: int = Field(
+        default=1024,
+        ge=1,
+        description="Longer text counts as not given and is never hashed (a longer password:"
+        " `invalid-password-length`); lengths in UTF-16 code units, as the dashboard counts.",
+    )
 
     # Delivery: late acknowledgement, and how soon a lost worker's commands come back: after
     # the visibility timeout, at the next sweep for abandoned messages (within about a minute).
-    visibility_timeout_s: int = Field(default=50, ge=5)
-    restore_interval_s: int = Field(default=5, ge=1)
-    prefetch_multiplier: int = Field(default=1, ge=1)
-    worker_concurrency: int | None = Field(default=None, ge=1)
-    soft_shutdown_timeout_s: float = Field(default=30.0, ge=0)
-    task_events: bool = True
-
-    # Transient faults (database, Redis) are retried with exponential backoff and jitter.
-    max_retries: int = Field(default=5, ge=0)
-    # Below the visibility timeout: a retry waits in the worker as an unacknowledged message,
-    # and one held past the timeout would be delivered a second time.
-    retry_backoff_max_s: int = Field(default=30, ge=1)
-
-    # A row lock held longer than this (a stuck transaction) is a transient fault, retried.
-    db_lock_timeout_s: float = Field(default=5.0, gt=0)
-    # A transaction left idle this long (its worker frozen or hung) is ended by the database,
-    # which frees its row locks before the other workers' retries for them run out. Unset:
-    # 10 s, or 80 % of that retry budget when the budget is shorter (see
-    # `lock_retry_budget_s`); set, it must be below the budget.
-    db_idle_in_transaction_timeout_s: float | None = Field(default=None, gt=0)
-
-    # Commands that cannot be processed: poison messages, and faults that outlasted retries.
-    dead_letters_key: str = "account-reset:dead-letters"
-    dead_letters_maxlen: int = Field(default=100_000, ge=1)
-    # A message body larger than this is dead-lettered unread (a real command is under 4 KiB);
-    # a whole queue entry (envelope and headers too) larger than this is dropped unparsed.
-    max_message_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_entry_bytes: int = Field(default=256 * 1024, ge=4096)
-    # Fernet keys, comma-separated, newest first: dead letters' secret fields are sealed with the
-    # first, and any of them opens. Unset: a dead letter withholds secret fields instead.
-    payload_key: SecretStr | None = None
-    # The worker's private sealing keys (a JWK Set, newest first: `account-reset sealing-keys
-    # new`), or a file holding them. Producers seal secret fields to the newest key's public
-    # half, each bound to its command, field and command_id; any key in the set opens.
-    sealing_keys: SecretStr | None = None
-    sealing_keys_file: Path | None = None
-    # A field sealed longer ago than this is refused (sealed-value-expired): a token copied out
-    # of the broker's files is of no use for long. Rotation drops a key after this plus the
-    # queue's backlog.
-    sealed_max_age_s: int = Field(default=3600, ge=1)
-    # Legacy, goes in 0.3.0: also open fields producers sealed with Fernet under PAYLOAD_KEY,
-    # the format before 0.2.0, which binds nothing (any command, any field, any age).
-    legacy_fernet_sealed: bool = False
-    # Refuse (invalid-payload) a plaintext new-password or secret-code: producers must seal.
-    require_sealed: bool = False
-    # Celery's message signing (RSA, PEM), all three or none: the worker then accepts only
-    # messages signed by a certificate in CERT_STORE (a directory), each carrying its
-    # command_id, and signs its own retries with KEY_FILE, whose CERTIFICATE_FILE must be in
-    # the store. KEY_FILE and CERTIFICATE_FILE alone are a producer's (`account-reset enqueue`).
-    signing_key_file: Path | None = None
-    signing_certificate_file: Path | None = None
-    signing_cert_store: Path | None = None
-
-    # Guessing stopped: this many wrong reset codes for an account within the window, and its
-    # further attempts get too-many-attempts, unchecked, until the window passes.
-    max_code_attempts: int = Field(default=5, ge=1)
-    attempt_window_seconds: int = Field(default=900, ge=1)
-    # The same, per source (when the producer passes one) over all of an appid's accounts, and
-    # per appid over everything: guesses spread thin over many accounts are stopped too.
-    max_source_attempts: int = Field(default=20, ge=1)
-    source_attempt_window_seconds: int = Field(default=900, ge=1)
-    max_appid_attempts: int = Field(default=200, ge=1)
-    appid_attempt_window_seconds: int = Field(default=900, ge=1)
-    attempts_key_prefix: str = "account-reset:code-attempts"
-    # Reset codes older than this are invalid-reset-code. Unset: codes never expire.
-    code_ttl_seconds: int | None = Field(default=None, ge=1)
-
-    # The outbox relay publishes outcomes committed but never published (a crash in between).
-    relay_interval_s: float = Field(default=5.0, gt=0)
-    relay_grace_s: float = Field(default=10.0, ge=0)
-    relay_batch_size: int = Field(default=500, ge=1)
-    # Outcome records (the idempotency keys) are kept this long after they are published.
-    outcome_retention_days: int = Field(default=30, ge=1)
-    # The key of the request fingerprints that bind a command_id to its request. Unset: derived
-    # from HASH_KEY in keyed mode; in unkeyed mode the secret fields are left out of them.
-    idempotency_key: SecretStr | None = None
-    # What a different request under a recorded command_id is told; invalid-payload is the
-    # answer before command-id-conflict existed, for consumers that do not know the new code.
-    command_id_conflict_code: Literal["command-id-conflict", "invalid-payload"] = (
-        "command-id-conflict"
+    visibility_timeout_s: int = Field(
+        default=50,
+        ge=5,
+        description="An unacknowledged message older than this is put back on the queue.",
+    )
+    restore_interval_s: int = Field(
+        default=5,
+        ge=1,
+        description="How often a worker sweeps for such messages (kombu's default is 100 s).",
+    )
+    prefetch_multiplier: int = Field(
+        default=1, ge=1, description="Commands are short: one in hand per pool process."
+    )
+    worker_concurrency: int | None = Field(
+        default=None, ge=1, description="Pool processes; unset: one per core."
+    )
+    soft_shutdown_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Time to finish the commands in hand on SIGTERM (and SIGQUIT's soft shutdown).",
+    )
+    task_events: bool = Field(
+        default=True, description="Celery task events (Flower, `celery events`)."
     )
 
-    log_level: str = "INFO"
-    # json: one JSON object per log line (command, command_id, outcome, duration_ms fields).
-    log_format: Literal["text", "json"] = "text"
-    # Prometheus metrics on this port (all pool processes summed); unset: not served.
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Transient faults (database, Redis) are retried with exponential backoff and jitter.
+    max_retries: int = Field(
+        default=5,
+        ge=0,
+        description="Retries of a transient fault (database, Redis), with exponential backoff and"
+        " full jitter; rule failures are never retried.",
+    )
+    # Below the visibility timeout: a retry waits in the worker as an unacknowledged message,
+    # and one held past the timeout would be delivered a second time.
+    retry_backoff_max_s: int = Field(
+        default=30,
+        ge=1,
+        description="The retry backoff's cap; must be below `VISIBILITY_TIMEOUT_S`.",
+    )
 
-    # Liveness: where the worker notes that it consumes, and how old a note may be for
-    # `account-reset health` to pass.
-    health_file: Path = Path(tempfile.gettempdir()) / "account-reset-worker.health"
-    health_max_age_s: float = Field(default=30.0, gt=0)
+    db_lock_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="A longer row-lock wait fails and is retried (PostgreSQL `lock_timeout`,"
+        " MariaDB/MySQL `innodb_lock_wait_timeout` in whole seconds, SQLite's busy timeout).",
+    )
+    # Ending an idle transaction frees its row locks before the other workers' retries for them
+    # run out (see `lock_retry_budget_s`).
+    db_idle_in_transaction_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="A transaction idle this long (a frozen worker) is ended by the database,"
+        " freeing its row locks (PostgreSQL `idle_in_transaction_session_timeout`, MariaDB"
+        " `idle_transaction_timeout` in whole seconds; none on MySQL or SQLite). Unset: 10, or"
+        " 80 % of the retry budget when that is shorter. Must be below the retry budget,"
+        " `(MAX_RETRIES + 1) x DB_LOCK_TIMEOUT_S`, and above the longest step of a command"
+        " inside its transaction (a bcrypt hash).",
+    )
 
-    @field_validator("payload_key")
-    @classmethod
-    def _payload_keys_are_fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
-            return None
-        if value is not None:
-            try:
-                payload_sealer(value)
-            except ValueError:
-                raise ValueError(
-                    "ACCOUNT_RESET_PAYLOAD_KEY must be Fernet keys (url-safe base64 of 32 bytes),"
-                    " comma-separated"
-                ) from None
-        return value
+    # Commands that cannot be processed: poison messages, and faults that outlasted retries.
+    dead_letters_key: str = Field(
+        default="account-reset:dead-letters",
+        description="The dead letters' stream, on the events Redis.",
+    )
+    dead_letters_maxlen: int = Field(
+        default=100_000,
+        ge=1,
+        description="Approximate trim length of the dead letters (about 830 bytes a letter:"
+        " 100,000 is about 83 MB).",
+    )
+    max_message_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="A larger message body is dead-lettered unread, answered `invalid-payload`"
+        " under its `command_id` (a real command is under 4 KiB).",
+    )
+    max_entry_bytes: int = Field(
+        default=256 * 1024,
+        ge=4096,
+        description="A larger raw queue entry (envelope, headers, body) is dead-lettered"
+        " unparsed and gets no event: nothing of it is read, not even its task id. Must exceed"
+        " 4/3 of `MAX_MESSAGE_BYTES` plus 4096 (a body is base64 in its entry).",
+    )
+    sealing_keys: SecretStr | None = Field(
+        default=None,
+        description="The worker's private sealing keys: a JWK Set of EC P-256 keys, each with a"
+        " `kid`, newest first (`account-reset sealing-keys new`); any of them opens producers'"
+        " sealed fields (security.md: the sealed format).",
+    )
+    sealing_keys_file: Path | None = Field(
+        default=None,
+        description="A file holding `SEALING_KEYS` (compose's secret files); set one or the other.",
+    )
+    # A token copied out of the broker's files is of no use for long.
+    sealed_max_age_s: int = Field(
+        default=3600,
+        ge=1,
+        description="A field sealed longer ago than this is `sealed-value-expired`. Rotation"
+        " drops a key this long after the last producer switched, plus the queue's backlog.",
+    )
+    legacy_fernet_sealed: bool = Field(
+        default=False,
+        description="Also open fields producers sealed with Fernet under `PAYLOAD_KEY` (the 0.1"
+        " format, which binds nothing: any command, any field, any age); needs `PAYLOAD_KEY`;"
+        " removed in 0.3.0.",
+    )
+    require_sealed: bool = Field(
+        default=False,
+        description="Refuse a plaintext `new-password` or `secret-code` (`invalid-payload`);"
+        " needs `SEALING_KEYS` (or, legacy, `PAYLOAD_KEY` with `LEGACY_FERNET_SEALED`).",
+    )
+    # Celery's message signing (RSA, PEM): a worker's key and certificate (SharedSettings) and
+    # this store, all three or none; the key and certificate alone are a producer's.
+    signing_cert_store: Path | None = Field(
+        default=None,
+        description="A worker's directory of trusted certificates (PEM, unexpired, its own among"
+        " them). Set, with the worker's pair, the worker accepts only messages signed by one of"
+        " them, each carrying its `command_id`; unsigned or otherwise unverified messages are"
+        " dead-lettered `unverified`, unanswered.",
+    )
+
+    # Guessing stopped: per account, per source (when the producer passes one) and per appid,
+    # so that guesses spread thin over many accounts are stopped too.
+    max_code_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Wrong reset codes per account within the window before `too-many-attempts`"
+        " (further attempts unchecked until the window passes).",
+    )
+    attempt_window_seconds: int = Field(
+        default=900, ge=1, description="The per-account window, from the first wrong code."
+    )
+    max_source_attempts: int = Field(
+        default=20,
+        ge=1,
+        description="Attempts at codes from one `source` (a command field), over all the appid's"
+        " accounts, within the window from the first, before `too-many-attempts`; successes are"
+        " given back. Counted under an HMAC keyed from `HASH_KEY` (with `HASH_MODE=unkeyed`, a"
+        " public derivation, which still keeps the raw value out of Redis).",
+    )
+    source_attempt_window_seconds: int = Field(
+        default=900, ge=1, description="The per-source window, from the first attempt."
+    )
+    max_appid_attempts: int = Field(
+        default=200,
+        ge=1,
+        description="The ceiling on attempts at codes over all of an appid's accounts, from"
+        " everywhere; successes are given back. Set it above the appid's normal rate of wrong"
+        ' codes (`account_reset_guesses_refused_total{limit="appid"}` shows when it bites).',
+    )
+    appid_attempt_window_seconds: int = Field(
+        default=900, ge=1, description="The per-appid window, from the first attempt."
+    )
+    attempts_key_prefix: str = Field(
+        default="account-reset:code-attempts",
+        description="The attempt counts, on the events Redis, which must not evict them: a"
+        " worker refuses to start unless its `maxmemory` is 0 or its `maxmemory-policy` is"
+        " `noeviction`.",
+    )
+    code_ttl_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Reset codes older than this are `invalid-reset-code`; unset: codes never"
+        " expire. Recommended for new deployments (compose: 2592000, 30 days; security.md:"
+        " guessing).",
+    )
+
+    # The outbox relay publishes outcomes committed but never published (a crash in between).
+    relay_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the outbox relay publishes outcomes committed but never published.",
+    )
+    relay_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="The relay publishes only outcomes recorded longer ago than this (the task"
+        " publishes its own).",
+    )
+    relay_batch_size: int = Field(
+        default=500, ge=1, description="Outcomes the relay publishes per query."
+    )
+    outcome_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="How long a `command_id` is remembered after its event is out; a resend"
+        " after that applies again.",
+    )
+    idempotency_key: SecretStr | None = Field(
+        default=None,
+        description="Key (16 characters or more) of the request fingerprints that bind a"
+        " `command_id` to its request; unset: derived from `HASH_KEY` in `keyed` mode, and in"
+        " `unkeyed` mode the secret fields are left out of the fingerprints (the worker warns).",
+    )
+    command_id_conflict_code: Literal["command-id-conflict", "invalid-payload"] = Field(
+        default="command-id-conflict",
+        description="The code a different request under a recorded `command_id` gets;"
+        " `invalid-payload` for consumers that do not know the new code (what the other"
+        " command's id got before).",
+    )
+
+    log_level: str = Field(default="INFO", description="The log level (Python's names).")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per line (each command's line: `command`,"
+        " `command_id`, `outcome`, `replayed`, `duration_ms`).",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve Prometheus metrics on this port (the pool's processes summed);"
+        " unset: not served.",
+    )
+
+    health_file: Path = Field(
+        default=Path(tempfile.gettempdir()) / "account-reset-worker.health",
+        description="The liveness note the main process keeps while it consumes, read by"
+        " `account-reset health`.",
+    )
+    health_max_age_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How old the liveness note may be for `account-reset health` to pass.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -258,30 +433,6 @@ class Settings(BaseSettings):
             ) from None
         return value
 
-    @field_validator("sentinel_master", "redis_ca_file", mode="before")
-    @classmethod
-    def _empty_redis_option_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @model_validator(mode="after")
-    def _redis_urls_are_usable(self) -> Settings:
-        for name in ("broker_url", "events_url", "cache_url", "dashboard_metrics_url"):
-            check_redis_url(
-                getattr(self, name), self.redis_options, variable=f"ACCOUNT_RESET_{name.upper()}"
-            )
-        return self
-
-    @property
-    def redis_options(self) -> RedisOptions:
-        """How every Redis URL of the worker is reached (Sentinel, TLS)."""
-        password = self.sentinel_password
-        return RedisOptions(
-            sentinel_master=self.sentinel_master,
-            sentinel_password=password.get_secret_value() if password else None,
-            sentinel_tls=self.sentinel_tls,
-            ca_file=self.redis_ca_file,
-        )
-
     @model_validator(mode="after")
     def _redis_metrics_need_a_url(self) -> Settings:
         if self.dashboard_metrics == "redis" and not self.dashboard_metrics_url:
@@ -328,18 +479,14 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator(
-        "signing_key_file", "signing_certificate_file", "signing_cert_store", mode="before"
-    )
+    @field_validator("signing_cert_store", mode="before")
     @classmethod
-    def _empty_path_is_unset(cls, value: Any) -> Any:
+    def _empty_store_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _signing_files_hold_together(self) -> Settings:
-        check_key_pair(
-            key_file=self.signing_key_file, certificate_file=self.signing_certificate_file
-        )
+        # The key and the certificate are checked together by SharedSettings, before this.
         if self.signing_cert_store is not None:
             if self.signing_certificate_file is None:
                 raise ValueError(
@@ -457,7 +604,7 @@ class Settings(BaseSettings):
 
 
 def payload_sealer(keys: SecretStr) -> Sealer:
-    return Sealer([key.strip() for key in keys.get_secret_value().split(",") if key.strip()])
+    return Sealer(fernet_keys(keys.get_secret_value()))
 
 
 @lru_cache(maxsize=1)

@@ -19,11 +19,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from client.events import stream_outcomes
+from client.raw_message import raw_protocol2_message, task_id_of
 from schemas import COMMANDS
 from schemas.codes import DESCRIPTIONS, ExceptionCode
 from schemas.commands import is_storable
-from tests.conftest import Seeder
-from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique
+from tests.support.ids import unique
+from tests.support.messages import own_sessions_reset
+from tests.support.seeding import Seeder
+from tests.support.workers import WorkerProcess
 
 # Finding 8: `internal-error` is documented, but it is the final-failure path (a fault that
 # outlasted retries), never an answer to bad input: a bad payload that crashed the worker into
@@ -116,11 +119,7 @@ def a_valid_command_still_succeeds(
 ) -> Any:
     yield
     user = seeder.account()
-    message = raw_protocol2_message(
-        "reset-session-key",
-        {"accountid": user.accountid, "requester_accountid": user.accountid},
-        running_worker.env["ACCOUNT_RESET_QUEUE"],
-    )
+    message = own_sessions_reset(user.accountid, running_worker.env["ACCOUNT_RESET_QUEUE"])
     redis_client.lpush(running_worker.env["ACCOUNT_RESET_QUEUE"], message)
     found = running_worker.outcomes(redis_client, {task_id_of(message)})
     assert found[task_id_of(message)].status == "success"

@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from client.events import read_outcome
+from client.raw_message import raw_protocol2_message, task_id_of
 from schemas import CommandOutcome
-from tests.conftest import Seeder
-from tests.support import (
-    Fields,
-    WorkerProcess,
-    follow_stream,
-    raw_protocol2_message,
-    task_id_of,
-    unique,
-    worker_env,
-)
+from tests.support.ids import unique
+from tests.support.messages import own_sessions_reset
+from tests.support.probes import CLI
+from tests.support.seeding import Seeder
+from tests.support.streams import Fields, follow_stream
+from tests.support.workers import WorkerProcess, worker_env
 
-CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0
 
 
@@ -100,10 +95,7 @@ def test_poison_messages_are_dead_lettered_and_the_queue_moves_on(
     secret = unique("distinctive-secret")
     poison = poison_messages(queue, secret)
     user = seeder.account()
-    good = raw_protocol2_message(
-        "reset-session-key", {"accountid": user.accountid, "requester_accountid": user.accountid},
-        queue,
-    )  # fmt: skip
+    good = own_sessions_reset(user.accountid, queue)
 
     for message in [*poison.values(), good]:
         redis_client.rpush(queue, message)  # taken from the right: oldest first

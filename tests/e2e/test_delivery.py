@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import re
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -21,17 +20,14 @@ import redis
 import sqlalchemy as sa
 
 from client.events import stream_outcomes
+from client.raw_message import raw_protocol2_message, task_id_of
 from schemas import CommandOutcome
-from tests.conftest import Seeder
-from tests.integration.test_races import wait_until_waiting
-from tests.support import (
-    TaskEventRecorder,
-    WorkerProcess,
-    raw_protocol2_message,
-    task_id_of,
-    unique,
-    worker_env,
-)
+from tests.support.celery_events import TaskEventRecorder
+from tests.support.databases import wait_until_waiting
+from tests.support.ids import unique
+from tests.support.seeding import Seeder
+from tests.support.waiting import poll_until
+from tests.support.workers import WorkerProcess, worker_env
 from worker.db.engine import create_db_engine
 from worker.security.hashing import Hasher
 
@@ -199,7 +195,7 @@ def test_duplicate_deliveries_and_producer_resends_apply_once(
         ids = {task_id_of(duplicate), command_id}
         return [e for e in events_of(redis_client, two_nodes[0]) if e.command_id in ids]
 
-    wait_for(lambda: len(all_events()) == 5)
+    poll_until(lambda: len(all_events()) == 5, DEADLINE_S, "five events")
     events = all_events()
     per_command = Counter((e.command_id, e.event_id) for e in events)
     print(f"\nduplicates: sent 5 deliveries of 2 commands, events {dict(per_command)}")
@@ -252,7 +248,7 @@ def test_a_deploy_sigterm_mid_stream_loses_and_repeats_nothing(
                  accountid=a.accountid, requester_accountid=a.accountid)
             for a in plan
         ]  # fmt: skip
-        wait_for(lambda: len(events_of(redis_client, worker)) >= 50)
+        poll_until(lambda: len(events_of(redis_client, worker)) >= 50, DEADLINE_S, "50 events")
         worker.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         assert worker.process.wait(timeout=DEADLINE_S) == 0  # type: ignore[union-attr]
         before_restart = len(events_of(redis_client, worker))
@@ -274,12 +270,3 @@ def test_a_deploy_sigterm_mid_stream_loses_and_repeats_nothing(
     for account, count in Counter(a.accountid for a in plan).items():
         assert server_seeder.load(account).session_key_number == 1 + count
     redis_client.delete(env["ACCOUNT_RESET_EVENTS_STREAM"])
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
-    """Re-check `condition` (reads of Redis) until it holds or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met before the deadline")
-        time.sleep(0.05)  # each check reads Redis; the deadline bounds the wait

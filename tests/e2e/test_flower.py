@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,29 +11,26 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import Seeder
-from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique
-from worker.dev.embedded_redis import free_port
+from client.raw_message import raw_protocol2_message, task_id_of
+from tests.support.flower import start_flower
+from tests.support.ids import unique
+from tests.support.messages import own_sessions_reset
+from tests.support.probes import http_until
+from tests.support.seeding import Seeder
+from tests.support.waiting import poll_until
+from tests.support.workers import WorkerProcess
 
 DEADLINE_S = 60.0
 
 
 @pytest.fixture
 def flower(running_worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**running_worker.env, "FLOWER_UNAUTHENTICATED_API": "true"}
-    log = (tmp_path / "flower.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
-         "--address=127.0.0.1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process, url = start_flower(running_worker.env, tmp_path / "flower.log")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=DEADLINE_S)
-        log.close()
 
 
 def get(url: str) -> Any:
@@ -46,32 +40,30 @@ def get(url: str) -> Any:
 
 def tasks_shown(flower: str, task_ids: set[str], timeout_s: float = DEADLINE_S) -> dict[str, Any]:
     """Flower's view of these tasks, once it has seen every one finish."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            shown = get(f"{flower}/api/tasks")
-        except OSError:
-            shown = {}  # Flower still starting
-        if all(shown.get(i, {}).get("state") == "SUCCESS" for i in task_ids):
-            return {i: shown[i] for i in task_ids}
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"Flower did not show {task_ids}")
-        time.sleep(0.25)  # polling Flower's API; the deadline bounds it
+
+    def finished(status: int, body: bytes) -> bool:
+        shown = json.loads(body) if status == 200 else {}
+        return all(shown.get(i, {}).get("state") == "SUCCESS" for i in task_ids)
+
+    _, body = http_until(f"{flower}/api/tasks", finished, f"Flower showing {task_ids}", timeout_s)
+    shown = json.loads(body)
+    return {i: shown[i] for i in task_ids}
 
 
 def watching(flower: str, worker: WorkerProcess, client: redis.Redis) -> None:
     """Until Flower shows a command's events: before that, it would miss the test's."""
-    deadline = time.monotonic() + DEADLINE_S
     queue = worker.env["ACCOUNT_RESET_QUEUE"]
-    while time.monotonic() < deadline:
+
+    def shows_a_probe() -> bool:
         probe = raw_protocol2_message("reset-session-key", {"accountid": "acct_probe"}, queue)
         client.lpush(queue, probe)
         try:
             tasks_shown(flower, {task_id_of(probe)}, timeout_s=5)
         except TimeoutError:
-            continue
-        return
-    raise TimeoutError("Flower never showed a command")
+            return False
+        return True
+
+    poll_until(shows_a_probe, DEADLINE_S, "Flower showing a command", interval_s=0)
 
 
 def test_flower_shows_each_command_with_its_arguments_redacted(
@@ -87,10 +79,7 @@ def test_flower_shows_each_command_with_its_arguments_redacted(
             "reset-account-password",
             {"username": user.username, "secret-code": code, "new-password": password}, queue,
         ),
-        raw_protocol2_message(
-            "reset-session-key",
-            {"accountid": user.accountid, "requester_accountid": user.accountid}, queue,
-        ),
+        own_sessions_reset(user.accountid, queue),
     ]  # fmt: skip
     redis_client.lpush(queue, *messages)
     running_worker.outcomes(redis_client, {task_id_of(m) for m in messages})

@@ -1,39 +1,25 @@
 """`account-reset health`: passes while the worker consumes, fails once it stops consuming
 though it is still running and connected (the state Celery has been known to get into after a
-Redis reconnect), made here with Celery's own remote control: cancel_consumer.
+Redis reconnect), made here with Celery's own remote control: cancel_consumer. (Without any
+worker: tests/integration/test_health.py.)
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery
 
-from tests.support import WorkerProcess, remove_health_files, worker_env
+from tests.support.probes import Answer, health_until
+from tests.support.workers import WorkerProcess, remove_health_files, worker_env
 
-CLI = str(Path(sys.executable).parent / "account-reset")
-DEADLINE_S = 60.0
 MAX_AGE_S = "4"
 
 
-def health(worker: WorkerProcess) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, "health"], env=worker.env, capture_output=True, text=True, timeout=DEADLINE_S
-    )
-
-
-def wait_for_health(worker: WorkerProcess, code: int) -> subprocess.CompletedProcess[str]:
-    deadline = time.monotonic() + DEADLINE_S
-    while (result := health(worker)).returncode != code:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"health never exited {code}: {result.stderr}")
-        time.sleep(0.5)  # each check runs the real probe; the deadline bounds the wait
-    return result
+def wait_for_health(worker: WorkerProcess, code: int) -> Answer:
+    return health_until(worker.env, lambda answer: answer.returncode == code, f"health exit {code}")
 
 
 @pytest.fixture
@@ -66,12 +52,3 @@ def test_health_fails_when_the_worker_stops_consuming_though_still_connected(
     assert healthy.stdout.startswith("healthy")
     assert unhealthy.stderr.startswith("unhealthy: last consumed")
     assert still_connected, "the worker should still answer: connected, not consuming"
-
-
-def test_health_fails_without_a_worker(redis_url: str, database_url: str) -> None:
-    env = worker_env(redis_url=redis_url, database_url=database_url)
-    result = subprocess.run(
-        [CLI, "health"], env=env, capture_output=True, text=True, timeout=DEADLINE_S
-    )
-    assert result.returncode == 1
-    assert "no note" in result.stderr

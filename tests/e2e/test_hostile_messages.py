@@ -18,8 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,20 +31,16 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tests.conftest import Seeder
-from tests.faults.harness import pool_children
-from tests.integration.test_races import wait_until_waiting
-from tests.support import (
-    TaskEventRecorder,
-    WorkerProcess,
-    raw_protocol2_message,
-    task_id_of,
-    unique,
-    worker_env,
-)
+from client.raw_message import raw_protocol2_message, task_id_of
+from tests.support.celery_events import TaskEventRecorder
+from tests.support.databases import migrated_sqlite, wait_until_waiting
+from tests.support.flower import start_flower
+from tests.support.ids import unique
+from tests.support.probes import http_until
+from tests.support.seeding import Seeder
+from tests.support.waiting import poll_until
+from tests.support.workers import WorkerProcess, pool_children, worker_env
 from worker.broker.transport import reserved_key
-from worker.db.migrate import upgrade
-from worker.dev.embedded_redis import free_port
 from worker.security.hashing import Hasher
 from worker.streams.dead_letters import DeadLetterBox, Reason
 
@@ -57,9 +51,7 @@ PLAIN_CODE_PREFIX = "plaintextcode"
 
 @pytest.fixture(scope="module")
 def hostile_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('hostile') / 'accounts.db'}"
-    upgrade(url)
-    return url
+    return migrated_sqlite(tmp_path_factory.mktemp("hostile"))
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +62,7 @@ def worker(
     process = WorkerProcess(env=env, log_path=tmp_path_factory.mktemp("w") / "worker.log").start()
     yield process
     process.stop()
-    client = redis.Redis.from_url(redis_url)
-    queue = env["ACCOUNT_RESET_QUEUE"]
-    client.delete(queue, reserved_key(queue), env["ACCOUNT_RESET_EVENTS_STREAM"])
-    client.delete(env["ACCOUNT_RESET_DEAD_LETTERS_KEY"], "hostile-callback-target")
-    client.close()
+    process.remove_keys(redis_url, "hostile-callback-target")
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +99,11 @@ def assert_still_serving(client: redis.Redis, worker: WorkerProcess, seeder: See
 
 def wait_until_nothing_held(client: redis.Redis, queue: str) -> None:
     """Nothing reserved or unacknowledged: a command's event goes out just before its ack."""
-    deadline = time.monotonic() + DEADLINE_S
-    while client.llen(reserved_key(queue)) or client.zcard(f"{queue}:unacked_index"):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{queue}: messages still held after {DEADLINE_S}s")
-        time.sleep(0.05)  # polling Redis for an observable condition, bounded by the deadline
+    poll_until(
+        lambda: not (client.llen(reserved_key(queue)) or client.zcard(f"{queue}:unacked_index")),
+        DEADLINE_S,
+        f"{queue}: nothing held",
+    )
 
 
 def message_with(
@@ -355,9 +343,11 @@ def test_a_restored_message_goes_back_to_its_queue_not_where_its_routing_key_poi
         )
         redis_client.rpush(queue, json.dumps(hostile), first)  # `first` is taken first
         wait_until_waiting(seeder.engine, 1)
-        deadline = time.monotonic() + DEADLINE_S
-        while redis_client.zcard(f"{queue}:unacked_index") < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)  # until the steered message is held, unacknowledged
+        poll_until(
+            lambda: redis_client.zcard(f"{queue}:unacked_index") >= 2,
+            DEADLINE_S,
+            "the steered message held, unacknowledged",
+        )
         assert node.process is not None
         for pid in pool_children(node):
             os.kill(pid, signal.SIGKILL)
@@ -401,7 +391,7 @@ def test_celery_inspect_shows_no_plaintext_secret(
     )  # fmt: skip
     queue = env["ACCOUNT_RESET_QUEUE"]
     inspector = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
-    flower = _flower(env, tmp_path / "flower.log")
+    flower = start_flower(env, tmp_path / "flower.log")
     user = seeder.account()
     secrets = []
     messages = []
@@ -450,32 +440,14 @@ def test_celery_inspect_shows_no_plaintext_secret(
             assert secret not in text, f"{view} shows a secret"
 
 
-def _flower(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
-             "--address=127.0.0.1"],
-            env={**env, "FLOWER_UNAUTHENTICATED_API": "true"}, stdout=out, stderr=out,
-        )  # fmt: skip
-    return process, f"http://127.0.0.1:{port}"
-
-
 def _flower_workers(flower: str, node: str) -> str:
     """Flower's worker page data (it asks the worker, as `celery inspect` does)."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        try:
-            url = f"{flower}/api/workers?refresh=1&workername={node}"
-            with urllib.request.urlopen(url, timeout=20) as response:  # a local URL
-                text = str(response.read().decode())
-            if node in text and '"active"' in text:
-                return text
-        except OSError:
-            pass  # Flower still starting
-        if time.monotonic() > deadline:
-            raise TimeoutError("Flower never showed the worker")
-        time.sleep(0.5)  # polling Flower's API until it is up; the deadline bounds it
+
+    def shows_the_worker(_status: int, body: bytes) -> bool:
+        return node.encode() in body and b'"active"' in body
+
+    url = f"{flower}/api/workers?refresh=1&workername={node}"
+    return http_until(url, shows_the_worker, "Flower showing the worker", DEADLINE_S)[1].decode()
 
 
 def _inspect(env: dict[str, str], node: str, view: str, *args: str) -> str:

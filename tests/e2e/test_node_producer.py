@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import Seeder
-from tests.support import TEST_SEALING_KEYS, WorkerProcess, unique
+from tests.support.ids import unique
+from tests.support.keys import TEST_SEALING_KEYS
+from tests.support.seeding import Seeder
+from tests.support.workers import WorkerProcess
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "node-producer"
 DEADLINE_S = 120.0

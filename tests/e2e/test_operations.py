@@ -13,9 +13,12 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Seeder
-from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique, worker_env
-from worker.dev.embedded_redis import free_port
+from client.raw_message import raw_protocol2_message, task_id_of
+from tests.support.ids import unique
+from tests.support.messages import own_sessions_reset
+from tests.support.seeding import Seeder
+from tests.support.workers import WorkerProcess, worker_env
+from worker.dev.processes import free_port
 
 SUCCESSES = 12
 UNKNOWN_ACCOUNTS = 3
@@ -64,10 +67,7 @@ def test_metrics_count_every_pool_process_and_logs_are_json_lines(
     code = seeder.code(user)
     secret = unique("LOG-SECRET")[:40]
     messages = [
-        raw_protocol2_message(
-            "reset-session-key", {"accountid": a.accountid, "requester_accountid": a.accountid},
-            queue,
-        )
+        own_sessions_reset(a.accountid, queue)
         for a in (seeder.account() for _ in range(SUCCESSES))
     ] + [
         raw_protocol2_message("reset-session-key", {"accountid": unique("acct_none")}, queue)

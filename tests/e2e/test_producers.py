@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,10 +14,13 @@ import pytest
 import redis
 
 from client import AccountResetClient, ClientSettings
-from tests.conftest import Seeder
-from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique
+from client.raw_message import task_id_of
+from tests.support.ids import unique
+from tests.support.messages import own_sessions_reset
+from tests.support.probes import CLI
+from tests.support.seeding import Seeder
+from tests.support.workers import WorkerProcess
 
-CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0
 
 
@@ -204,11 +206,7 @@ def test_the_schema_accepts_what_the_worker_accepts_and_describes_its_events(
     assert not password.is_valid({"username": "alice1", "new-password": {"sealed": 1}})
 
     user = seeder.account()
-    message = raw_protocol2_message(
-        "reset-session-key",
-        {"accountid": user.accountid, "requester_accountid": user.accountid},
-        running_worker.env["ACCOUNT_RESET_QUEUE"],
-    )
+    message = own_sessions_reset(user.accountid, running_worker.env["ACCOUNT_RESET_QUEUE"])
     redis_client.lpush(running_worker.env["ACCOUNT_RESET_QUEUE"], message)
     running_worker.outcomes(redis_client, {task_id_of(message)})
     stream = running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +15,14 @@ import pytest
 import redis
 
 from client import AccountResetClient, ClientSettings
-from tests.conftest import Seeder
-from tests.faults.services import PrivateRedis
-from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, worker_env
+from client.raw_message import raw_protocol2_message, task_id_of
+from tests.support.messages import own_sessions_reset
+from tests.support.probes import CLI
+from tests.support.seeding import Seeder
+from tests.support.services import PrivateRedis
+from tests.support.waiting import poll_until
+from tests.support.workers import WorkerProcess, worker_env
 
-CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0
 
 
@@ -75,11 +76,7 @@ def test_the_producer_pushes_but_reads_nothing_and_the_worker_runs_as_its_user(
         )
         by_client = client.reset_session_key(first.accountid)
         client.close()
-        raw = raw_protocol2_message(
-            "reset-session-key",
-            {"accountid": second.accountid, "requester_accountid": second.accountid},
-            queue,
-        )
+        raw = own_sessions_reset(second.accountid, queue)
         producer.lpush(queue, raw)
         found = worker.outcomes(auditor, {by_client, task_id_of(raw)}, DEADLINE_S)
         poison = raw_protocol2_message("no-such-task", {}, queue)
@@ -121,7 +118,7 @@ def test_finding_7_waiting_needs_the_auditors_rights_and_says_so(
     ACCOUNT_RESET_EVENTS_URL as the auditor user the same client waits and gets its event."""
     from schemas import CommandOutcome
     from schemas.events import EVENT_FIELD
-    from tests.support import unique
+    from tests.support.ids import unique
 
     env = worker_env(redis_url=acl_redis.url, database_url=database_url)
     load_acl_users(acl_redis, env)
@@ -147,8 +144,8 @@ def test_the_acl_file_shuts_the_default_user_out_and_stores_no_password(tmp_path
     """What compose loads (`redis-server --aclfile`): `redis-acl --acl-file` writes the three
     users with their passwords' SHA-256 (no password in the file), and the default user may PING
     and nothing else (finding 5: compose ran Redis open)."""
-    from tests.support import worker_env
-    from worker.dev.embedded_redis import free_port
+    from tests.support.workers import worker_env
+    from worker.dev.processes import free_port
 
     passwords = {role: f"acl-file-pw-{role}" for role in ("producer", "worker", "auditor")}
     env = worker_env(redis_url="redis://127.0.0.1:1/0", database_url="sqlite:///unused.db")
@@ -168,15 +165,14 @@ def test_the_acl_file_shuts_the_default_user_out_and_stores_no_password(tmp_path
     )  # fmt: skip
     try:
         anonymous = redis.Redis(port=port)
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
+
+        def answering() -> bool:
             try:
-                assert anonymous.ping()
-                break
+                return bool(anonymous.ping())
             except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # the server's start; the deadline bounds it
+                return False  # still starting
+
+        poll_until(answering, DEADLINE_S, "the ACL redis-server answering")
         assert denied(lambda: anonymous.lrange(env["ACCOUNT_RESET_QUEUE"], 0, -1))
         assert denied(lambda: anonymous.lpush(env["ACCOUNT_RESET_QUEUE"], "x"))
         producer = redis.Redis(port=port, username="account-reset-producer",

@@ -11,19 +11,16 @@ import pytest
 import redis
 
 from client import AccountResetClient, ClientSettings
+from client.raw_message import task_id_of
 from client.redis_clients import RedisOptions, broker_connection, redis_client
-from tests.conftest import Seeder
-from tests.e2e.tls_redis import Certificates, TlsRedis, make_certificates
-from tests.faults.services import PrivateRedis
-from tests.support import (
-    TEST_HASH_KEY,
-    WorkerProcess,
-    raw_protocol2_message,
-    task_id_of,
-    worker_env,
-)
+from tests.support.databases import migrated_sqlite
+from tests.support.keys import TEST_HASH_KEY
+from tests.support.messages import own_sessions_reset
+from tests.support.seeding import Seeder
+from tests.support.services import PrivateRedis
+from tests.support.tls_redis import Certificates, TlsRedis, make_certificates
+from tests.support.workers import WorkerProcess, worker_env
 from worker.app import celery_config
-from worker.db.migrate import upgrade
 from worker.security.hashing import Hasher
 from worker.settings import Settings
 
@@ -130,8 +127,7 @@ def test_a_rediss_worker_never_consumes_unverified(
     """Finding 2: against a plaintext Redis, a `rediss://` worker consumed a command in plaintext;
     now it refuses (and keeps retrying), as it does against a certificate of another CA. (Redis
     alone is at stake: one SQLite database of the test's own.)"""
-    database_url = f"sqlite:///{tmp_path / 'accounts.db'}"
-    upgrade(database_url)
+    database_url = migrated_sqlite(tmp_path)
     seeder = Seeder(database_url, hasher)
     with PrivateRedis() as plain, TlsRedis(tmp_path, certificates) as tls:
         url = plain.url.replace("redis://", "rediss://") if server == "plaintext" else tls.url
@@ -139,11 +135,7 @@ def test_a_rediss_worker_never_consumes_unverified(
         worker = _worker(tmp_path, seeder_url(seeder), url, ca_file)
         queue = worker.env["ACCOUNT_RESET_QUEUE"]
         account = seeder.account()
-        message = raw_protocol2_message(
-            "reset-session-key",
-            {"accountid": account.accountid, "requester_accountid": account.accountid},
-            queue,
-        )
+        message = own_sessions_reset(account.accountid, queue)
         holder = redis.Redis.from_url(plain.url) if server == "plaintext" else tls.admin()
         holder.rpush(queue, message)
         worker.start()

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import Seeder
-from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, unique, worker_env
+from client.raw_message import raw_protocol2_message, task_id_of
+from tests.support.ids import unique
+from tests.support.seeding import Seeder
+from tests.support.workers import WorkerProcess, worker_env
 from worker.broker.transport import reserved_key
 from worker.streams.dead_letters import DeadLetterBox, Reason
 

@@ -23,18 +23,13 @@ import redis
 
 from client import AccountResetClient, ClientSettings
 from client.events import stream_outcomes, wait_for_outcomes
-from tests.conftest import Seeder
-from tests.faults.services import PrivateRedis
-from tests.support import (
-    TEST_SEALING_PUBLIC_KEY,
-    TaskEventRecorder,
-    WorkerProcess,
-    raw_protocol2_message,
-    task_id_of,
-    unique,
-    wait_until_acknowledged,
-    worker_env,
-)
+from client.raw_message import raw_protocol2_message, task_id_of
+from tests.support.celery_events import TaskEventRecorder
+from tests.support.ids import unique
+from tests.support.keys import TEST_SEALING_PUBLIC_KEY
+from tests.support.seeding import Seeder
+from tests.support.services import PrivateRedis
+from tests.support.workers import WorkerProcess, wait_until_acknowledged, worker_env
 
 DEADLINE_S = 60.0
 BASE64_BODY = re.compile(rb'"body": ?"([A-Za-z0-9+/=]+)"')
@@ -55,23 +50,20 @@ def redis_dump(client: redis.Redis) -> tuple[bytes, list[bytes]]:
     """Every key and value in the server, as bytes to search; and the keys."""
     parts: list[bytes] = []
     keys = list(client.scan_iter(count=1000))
-    readers: dict[str, Callable[[bytes], Any]] = {
-        "string": client.get,
-        "list": lambda k: client.lrange(k, 0, -1),
-        "hash": client.hgetall,
-        "set": client.smembers,
-        "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
-        "stream": client.xrange,
+    # By the TYPE reply, bytes from this client.
+    readers: dict[bytes | str, Callable[[bytes], Any]] = {
+        b"string": client.get,
+        b"list": lambda k: client.lrange(k, 0, -1),
+        b"hash": client.hgetall,
+        b"set": client.smembers,
+        b"zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+        b"stream": client.xrange,
     }
     for key in keys:
-        value = readers[_text(client.type(key))](key)
+        value = readers[client.type(key)](key)
         parts.append(key)
         parts.extend(expanded(item) for item in _flat(value))
     return b"\n".join(parts), keys
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _flat(value: object) -> Iterator[bytes]:

@@ -19,9 +19,11 @@ import redis
 from client import AccountResetClient
 from client.events import stream_outcomes
 from client.settings import ClientSettings
-from tests.conftest import Seeder
-from tests.support import TEST_SEALING_PUBLIC_KEY, WorkerProcess, unique, worker_env
-from worker.db.migrate import upgrade
+from tests.support.databases import migrated_sqlite
+from tests.support.ids import unique
+from tests.support.keys import TEST_SEALING_PUBLIC_KEY
+from tests.support.seeding import Seeder
+from tests.support.workers import WorkerProcess, worker_env
 from worker.security.hashing import Hasher
 
 BURST = 30
@@ -32,8 +34,7 @@ DEADLINE_S = 120.0
 
 @pytest.fixture
 def nodes(redis_url: str, tmp_path: Path) -> Iterator[tuple[WorkerProcess, WorkerProcess, str]]:
-    url = f"sqlite:///{tmp_path / 'accounts.db'}"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path)
     env = worker_env(
         redis_url=redis_url, database_url=url,
         ACCOUNT_RESET_SESSIONS_QUEUE=unique("account-reset-test-sessions"),

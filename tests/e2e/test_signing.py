@@ -18,7 +18,6 @@ import pickle
 import shutil
 import sqlite3
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,26 +43,20 @@ from pydantic import ValidationError
 
 from client import AccountResetClient, ClientSettings
 from client.events import read_outcome, stream_outcomes
+from client.raw_message import raw_protocol2_message, task_id_of
 from client.signing import FIELD_SEPARATOR
 from schemas import CommandOutcome
-from tests.conftest import Seeder
-from tests.support import (
-    Fields,
-    WorkerProcess,
-    follow_stream,
-    raw_protocol2_message,
-    task_id_of,
-    unique,
-    worker_env,
-)
+from tests.support.databases import migrated_sqlite
+from tests.support.ids import unique
+from tests.support.probes import CLI
+from tests.support.seeding import Seeder
+from tests.support.streams import Fields, follow_stream
+from tests.support.workers import WorkerProcess, worker_env
 from worker.broker.signing import worker_signing_config
-from worker.broker.transport import reserved_key
-from worker.db.migrate import upgrade
 from worker.security.hashing import Hasher
 from worker.settings import Settings
 from worker.streams.dead_letters import DeadLetter, DeadLetterBox, Reason
 
-CLI = str(Path(sys.executable).parent / "account-reset")
 EXAMPLE = Path(__file__).parents[2] / "examples" / "node-producer"
 DEADLINE_S = 60.0
 LOCK_TIMEOUT_S = "0.5"
@@ -154,9 +147,7 @@ def identities(tmp_path_factory: pytest.TempPathFactory) -> Identities:
 def signing_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     # Signing is checked at intake, before any database: one backend shows it, and SQLite's
     # whole-database lock makes the transient fault that the retry tests need.
-    url = f"sqlite:///{tmp_path_factory.mktemp('signing-db') / 'accounts.db'}"
-    upgrade(url)
-    return url
+    return migrated_sqlite(tmp_path_factory.mktemp("signing-db"))
 
 
 @pytest.fixture(scope="module")
@@ -178,11 +169,7 @@ def worker(
     process = WorkerProcess(env=env, log_path=tmp_path_factory.mktemp("w") / "worker.log").start()
     yield process
     process.stop()
-    client = redis.Redis.from_url(redis_url)
-    queue = env["ACCOUNT_RESET_QUEUE"]
-    client.delete(queue, reserved_key(queue), env["ACCOUNT_RESET_EVENTS_STREAM"])
-    client.delete(env["ACCOUNT_RESET_DEAD_LETTERS_KEY"])
-    client.close()
+    process.remove_keys(redis_url)
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,13 @@ from typing import Any
 import pytest
 import redis
 
+from client.raw_message import raw_protocol2_message
 from schemas import CommandOutcome
-from tests.conftest import Seeder
-from tests.support import (
-    TaskEventRecorder,
-    WorkerProcess,
-    follow_stream,
-    raw_protocol2_message,
-    unique,
-    worker_env,
-)
+from tests.support.celery_events import TaskEventRecorder
+from tests.support.ids import unique
+from tests.support.seeding import Seeder
+from tests.support.streams import follow_stream
+from tests.support.workers import WorkerProcess, worker_env
 from worker.dev.demo import Scenario, scenarios, seed_people
 
 OUTCOME_DEADLINE_S = 60.0

@@ -7,9 +7,9 @@ commands, and each command has its event, under one event_id however often it wa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +17,12 @@ from pathlib import Path
 import redis
 
 from client.events import stream_outcomes, wait_for_outcomes
+from client.raw_message import task_id_of
 from schemas import CommandOutcome
-from tests.conftest import Seeder
-from tests.support import WorkerProcess, raw_protocol2_message, task_id_of
+from tests.support.messages import own_sessions_reset
+from tests.support.seeding import Seeder
+from tests.support.waiting import poll_until
+from tests.support.workers import WorkerProcess, pool_children
 from worker.broker.transport import reserved_key
 
 EVENT_DEADLINE_S = 180.0
@@ -48,11 +51,7 @@ class CommandStream:
         )
         for i in range(count):
             accountid = made.accounts[i % accounts]
-            message = raw_protocol2_message(
-                "reset-session-key",
-                {"accountid": accountid, "requester_accountid": accountid},
-                made.queue,
-            )
+            message = own_sessions_reset(accountid, made.queue)
             made.messages.append(message)
             made.account_of[task_id_of(message)] = accountid
         return made
@@ -67,11 +66,12 @@ class CommandStream:
 
     def wait_for_progress(self, client: redis.Redis, events: int) -> None:
         """Until the stream holds at least `events` events (from any attempt)."""
-        deadline = time.monotonic() + EVENT_DEADLINE_S
-        while client.xlen(self.stream) < events:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"fewer than {events} events on {self.stream}")
-            time.sleep(0.02)  # each check is one XLEN; the deadline bounds the wait
+        poll_until(
+            lambda: client.xlen(self.stream) >= events,
+            EVENT_DEADLINE_S,
+            f"{events} events on {self.stream}",
+            interval_s=0.02,  # each check is one XLEN
+        )
 
     def verify(
         self,
@@ -111,13 +111,6 @@ def _event_ids(events: list[CommandOutcome]) -> dict[str, set[str]]:
     return per_command
 
 
-def pool_children(worker: WorkerProcess) -> list[int]:
-    """The pids of the worker's pool processes (children of its main process)."""
-    assert worker.process is not None
-    children = Path(f"/proc/{worker.process.pid}/task/{worker.process.pid}/children")
-    return [int(pid) for pid in children.read_text().split()]
-
-
 def kill_main(worker: WorkerProcess) -> list[int]:
     """SIGKILL the main process alone; returns its orphaned pool children."""
     assert worker.process is not None
@@ -131,12 +124,11 @@ def kill_main(worker: WorkerProcess) -> list[int]:
 def wait_gone(pids: list[int]) -> None:
     """Orphaned pool children finish their task and exit once they see the parent gone;
     any still there at the deadline are killed, as a supervisor would."""
-    deadline = time.monotonic() + PROCESS_DEADLINE_S
-    for pid in pids:
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)  # no exit notification for a process that is not our child
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    # No exit notification for a process that is not our child, so /proc is read again.
+    with contextlib.suppress(TimeoutError):
+        poll_until(lambda: not any(map(_alive, pids)), PROCESS_DEADLINE_S, "orphans gone")
+    for pid in filter(_alive, pids):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:

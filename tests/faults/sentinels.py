@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import redis
 
-from tests.faults.services import REDIS_SERVER, ServiceError, free_port
+from tests.support.services import REDIS_SERVER, ServiceError, wait_until_serving
+from tests.support.waiting import poll_until
+from worker.dev.processes import free_port
 
 MASTER_NAME = "account-reset-master"
 START_DEADLINE_S = 10.0
@@ -46,18 +47,9 @@ class _Node:
             ]  # fmt: skip
         argv += ["--logfile", str(self.log_path)]
         self.process = subprocess.Popen(argv, cwd=self.directory, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_DEADLINE_S
         client = self.client()
         try:
-            while True:
-                try:
-                    if int(client.info("server")["process_id"]) == self.process.pid:
-                        return
-                except redis.RedisError:
-                    pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise ServiceError(f"redis-server on {self.port} did not start:\n{self.log()}")
-                time.sleep(POLL_INTERVAL_S)
+            wait_until_serving(client, self.process, START_DEADLINE_S, self.log)
         finally:
             client.close()
 
@@ -149,11 +141,12 @@ class SentinelGroup:
 
     def _wait_until_ready(self) -> None:
         """Every sentinel knows the replica (in sync) and the two other sentinels."""
-        deadline = time.monotonic() + READY_DEADLINE_S
-        while not self._ready():
-            if time.monotonic() > deadline:
-                raise ServiceError(f"sentinels not ready:\n{self.sentinels[0].log()}")
-            time.sleep(POLL_INTERVAL_S * 4)  # polled; the deadline bounds it
+        try:
+            poll_until(
+                self._ready, READY_DEADLINE_S, "sentinels ready", interval_s=POLL_INTERVAL_S * 4
+            )
+        except TimeoutError as error:
+            raise ServiceError(f"{error}:\n{self.sentinels[0].log()}") from error
 
     def _ready(self) -> bool:
         for node in self.sentinels:
@@ -180,13 +173,15 @@ class SentinelGroup:
             client.sentinel_failover(MASTER_NAME)
         finally:
             client.close()
-        deadline = time.monotonic() + FAILOVER_DEADLINE_S
-        while not all(self.master_port(node) != old for node in self.sentinels) or not (
-            self._is_replica(old)
-        ):
-            if time.monotonic() > deadline:
-                raise ServiceError(f"no failover within {FAILOVER_DEADLINE_S} s")
-            time.sleep(POLL_INTERVAL_S)  # polled; the deadline bounds it
+        poll_until(
+            lambda: (
+                all(self.master_port(node) != old for node in self.sentinels)
+                and self._is_replica(old)
+            ),
+            FAILOVER_DEADLINE_S,
+            "a failover",
+            interval_s=POLL_INTERVAL_S,
+        )
         return old, self.master_port()
 
     def _is_replica(self, port: int) -> bool:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import Seeder
-from tests.faults.harness import CommandStream, kill_main, pool_children, wait_gone
-from tests.support import WorkerProcess, worker_env
+from tests.faults.harness import CommandStream, kill_main, wait_gone
+from tests.support.seeding import Seeder
+from tests.support.workers import WorkerProcess, pool_children, worker_env
 from worker.security.hashing import Hasher
 
 KILLS = 3

@@ -11,37 +11,29 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from tests.conftest import Seeder
-from tests.faults.harness import CommandStream, pool_children
-from tests.faults.services import PrivatePostgres
-from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, worker_env
-from worker.db.migrate import upgrade
+from client.raw_message import task_id_of
+from tests.faults.harness import CommandStream
+from tests.support.messages import own_sessions_reset
+from tests.support.probes import health_until
+from tests.support.seeding import Seeder
+from tests.support.services import PrivatePostgres
+from tests.support.waiting import poll_until
+from tests.support.workers import WorkerProcess, pool_children, worker_env
 from worker.security.hashing import Hasher
 
-CLI = str(Path(sys.executable).parent / "account-reset")
 COMMANDS = 300
 ACCOUNTS = 60
 AFTER_COMMANDS = 20
 # How long the database stays read-only: the fault itself, not a wait for something to happen.
 READ_ONLY_S = 10.0
 HEALTH_DEADLINE_S = 30.0
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    with PrivatePostgres() as server:
-        yield server
 
 
 def set_read_only(server: PrivatePostgres, *, on: bool) -> None:
@@ -56,19 +48,14 @@ def set_read_only(server: PrivatePostgres, *, on: bool) -> None:
         connection.execute("SELECT pg_reload_conf()")
 
 
-def health(worker: WorkerProcess) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, "health"], env=worker.env, capture_output=True, text=True, timeout=60
-    )
-
-
 def wait_for_unhealthy(worker: WorkerProcess, said: str) -> str:
-    deadline = time.monotonic() + HEALTH_DEADLINE_S
-    while (result := health(worker)).returncode != 1 or said not in result.stderr:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"health never said {said!r}: {result.stdout}{result.stderr}")
-        time.sleep(0.2)  # each check runs the real probe; the deadline bounds the wait
-    return result.stderr.strip()
+    answer = health_until(
+        worker.env,
+        lambda answer: answer.returncode == 1 and said in answer.stderr,
+        f"health saying {said!r}",
+        HEALTH_DEADLINE_S,
+    )
+    return answer.stderr.strip()
 
 
 def dead_letters(client: redis.Redis, worker: WorkerProcess) -> int:
@@ -78,6 +65,7 @@ def dead_letters(client: redis.Redis, worker: WorkerProcess) -> int:
 def test_finding_5_postgresql_read_only_for_10_s_mid_stream_is_retried_and_recovered(
     redis_url: str,
     private_postgres: PrivatePostgres,
+    private_database_url: str,
     hasher: Hasher,
     redis_client: redis.Redis,
     tmp_path: Path,
@@ -85,8 +73,7 @@ def test_finding_5_postgresql_read_only_for_10_s_mid_stream_is_retried_and_recov
     """Finding 5: read-only for 10 s gave 224 dead letters of 300, then 0 of 20 new commands
     applied, a healthy probe and `InternalError` alone. Now: 300/300 once, 0 dead letters,
     20/20 after the switch back, and the probe said "database is read-only" meanwhile."""
-    database_url = private_postgres.create_database("accounts")
-    upgrade(database_url)
+    database_url = private_database_url
     seeder = Seeder(database_url, hasher)
     env = worker_env(
         redis_url=redis_url,
@@ -155,11 +142,12 @@ def backends(engine: Engine, state_or_wait: str) -> int:
 
 
 def wait_for_backends(engine: Engine, state_or_wait: str) -> None:
-    deadline = time.monotonic() + LOCK_DEADLINE_S
-    while backends(engine, state_or_wait) == 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no session in {state_or_wait!r}")
-        time.sleep(0.01)  # one query each time; the deadline bounds the wait
+    poll_until(
+        lambda: backends(engine, state_or_wait),
+        LOCK_DEADLINE_S,
+        f"a session in {state_or_wait!r}",
+        interval_s=0.01,  # one query each time
+    )
 
 
 def test_finding_4_a_worker_frozen_holding_a_row_lock_blocks_the_others_only_for_the_idle_bound(
@@ -193,11 +181,7 @@ def test_finding_4_a_worker_frozen_holding_a_row_lock_blocks_the_others_only_for
     )
     commands = CommandStream.plan(seeder, other_worker, accounts=ACCOUNTS, count=COMMANDS)
     locked_account = commands.accounts[0]
-    frozen_message = raw_protocol2_message(
-        "reset-session-key",
-        {"accountid": locked_account, "requester_accountid": locked_account},
-        commands.queue,
-    )
+    frozen_message = own_sessions_reset(locked_account, commands.queue)
     commands.account_of[task_id_of(frozen_message)] = locked_account
     child: int | None = None
     try:

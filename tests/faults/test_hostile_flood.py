@@ -21,9 +21,10 @@ from typing import Any
 import redis
 
 from client.events import wait_for_outcomes
-from tests.conftest import Seeder
+from client.raw_message import raw_protocol2_message, task_id_of
 from tests.faults.harness import CommandStream
-from tests.support import WorkerProcess, raw_protocol2_message, task_id_of, worker_env
+from tests.support.seeding import Seeder
+from tests.support.workers import WorkerProcess, worker_env
 from worker.broker.transport import reserved_key
 from worker.security.hashing import Hasher
 from worker.streams.dead_letters import DeadLetterBox

@@ -6,17 +6,15 @@ Both servers are the test's own (tests/faults/services.py), so stopping them dis
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import Seeder
 from tests.faults.harness import CommandStream
-from tests.faults.services import PrivatePostgres, PrivateRedis
-from tests.support import WorkerProcess, worker_env
-from worker.db.migrate import upgrade
+from tests.support.seeding import Seeder
+from tests.support.services import PrivatePostgres, PrivateRedis
+from tests.support.workers import WorkerProcess, worker_env
 from worker.security.hashing import Hasher
 
 COMMANDS = 400
@@ -24,21 +22,15 @@ COMMANDS = 400
 OUTAGE_S = 5.0
 
 
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    with PrivatePostgres() as server:
-        yield server
-
-
 def test_the_database_stopped_mid_stream_loses_and_doubles_nothing(
     redis_url: str,
     private_postgres: PrivatePostgres,
+    private_database_url: str,
     hasher: Hasher,
     redis_client: redis.Redis,
     tmp_path: Path,
 ) -> None:
-    database_url = private_postgres.create_database("accounts")
-    upgrade(database_url)
+    database_url = private_database_url
     seeder = Seeder(database_url, hasher)
     env = worker_env(
         redis_url=redis_url,

@@ -7,8 +7,6 @@ errors. The Redis is the test's own (tests/faults/services.py), so filling it di
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +14,17 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import Seeder
 from tests.faults.harness import CommandStream
-from tests.faults.services import PrivateRedis
-from tests.support import WorkerProcess, worker_env
+from tests.support.probes import health_until
+from tests.support.seeding import Seeder
+from tests.support.services import PrivateRedis
+from tests.support.workers import WorkerProcess, worker_env
 from worker.security.hashing import Hasher
 
 COMMANDS = 300
 ACCOUNTS = 60
 # How long Redis refuses: the fault itself, not a wait for something to happen.
 REFUSAL_S = 8.0
-CLI = str(Path(sys.executable).parent / "account-reset")
 PROBE_DEADLINE_S = 60.0
 # A script that keeps Redis BUSY for as long as the test says (it answers nothing meanwhile).
 BUSY_SCRIPT = """
@@ -55,23 +53,15 @@ def _env(
     )
 
 
-def probe(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, "health"], env=env, capture_output=True, text=True, timeout=PROBE_DEADLINE_S
-    )
-
-
 def probe_until(env: dict[str, str], *, says: str) -> str:
     """Run `account-reset health` until its answer starts with `says`; returns the answer."""
-    deadline = time.monotonic() + PROBE_DEADLINE_S
-    while True:
-        result = probe(env)
-        said = (result.stdout or result.stderr).strip()
-        if said.startswith(says):
-            return said
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"health never said {says!r}; last: {said!r}")
-        time.sleep(0.2)  # each check runs the real probe; the deadline bounds the wait
+    answer = health_until(
+        env,
+        lambda answer: (answer.stdout or answer.stderr).strip().startswith(says),
+        f"health saying {says!r}",
+        PROBE_DEADLINE_S,
+    )
+    return (answer.stdout or answer.stderr).strip()
 
 
 def _full(client: redis.Redis) -> None:

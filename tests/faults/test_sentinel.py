@@ -24,11 +24,12 @@ import redis
 import sqlalchemy as sa
 
 from client.events import stream_outcomes, wait_for_outcomes
+from client.raw_message import task_id_of
 from client.redis_clients import RedisOptions, redis_client
-from tests.conftest import Seeder
 from tests.faults.harness import CommandStream
 from tests.faults.sentinels import MASTER_NAME, SentinelGroup
-from tests.support import WorkerProcess, task_id_of, worker_env
+from tests.support.seeding import Seeder
+from tests.support.workers import WorkerProcess, worker_env
 from worker.db.models import OutcomeRecord
 from worker.security.hashing import Hasher
 

@@ -7,18 +7,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
 from schemas import CommandOutcome, ExceptionCode
-from tests.support import unique
+from tests.support.ids import unique
+from tests.support.probes import CLI
 from worker.streams.publisher import EventStream
 
-CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tasks.pipeline import CommandProcessor
-from tests.conftest import Seeder
-from tests.integration.test_rules import password_payload, reset_password
+from tests.support.commands import password_payload, reset_password
+from tests.support.seeding import Seeder
 from worker.security.hashing import Hasher
 
 NEW_PASSWORD = "brand-new-password"

@@ -1,43 +1,22 @@
-"""The `account-reset` console script, run as a real process."""
+"""The `account-reset` console script, run as a real process: `db upgrade`, and a worker that
+refuses to start (the worker running: tests/e2e/test_cli_worker.py)."""
 
 from __future__ import annotations
 
-import base64
-import os
-import queue
-import re
-import signal
 import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 import sqlalchemy as sa
-from celery import Celery
 
-from client.events import wait_for_outcomes
-from tests import conftest
-from tests.support import TEST_BCRYPT_ROUNDS, remove_health_files, worker_env
+from tests.support import databases
+from tests.support.probes import CLI
+from tests.support.workers import clean_env
 from worker.db.engine import create_db_engine
-from worker.dev.embedded_redis import free_port
 
-CLI = str(Path(sys.executable).parent / "account-reset")
 DEADLINE_S = 60.0
 
 
-def clean_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCOUNT_RESET_")}
-    env.update(overrides)
-    return env
-
-
-@pytest.mark.parametrize("fresh_database_url", conftest.BACKENDS, indirect=True)
+@pytest.mark.parametrize("fresh_database_url", databases.BACKENDS, indirect=True)
 def test_db_upgrade_creates_the_tables(fresh_database_url: str) -> None:
     subprocess.run(
         [CLI, "db", "upgrade"],
@@ -47,76 +26,6 @@ def test_db_upgrade_creates_the_tables(fresh_database_url: str) -> None:
     engine = create_db_engine(fresh_database_url)
     assert "account_reset_outcomes" in sa.inspect(engine).get_table_names()
     engine.dispose()
-
-
-class LineReader:
-    """Collects a process's output lines on a thread, so the test can wait with a deadline."""
-
-    def __init__(self, stream: object) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream: object) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            self.lines.put(line)
-
-    def wait_for(self, pattern: str) -> re.Match[str]:
-        while True:
-            line = self.lines.get(timeout=DEADLINE_S)
-            self.seen.append(line)
-            if match := re.search(pattern, line):
-                return match
-
-
-@pytest.fixture
-def embedded_worker(tmp_path: Path) -> Iterator[tuple[str, LineReader]]:
-    database_url = f"sqlite:///{tmp_path / 'accounts.db'}"
-    env = clean_env(
-        ACCOUNT_RESET_DATABASE_URL=database_url,
-        ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS),
-    )
-    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
-    process = subprocess.Popen(
-        [CLI, "worker", "--concurrency=1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    reader = LineReader(process.stdout)
-    try:
-        yield database_url, reader
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=DEADLINE_S) == 0
-
-
-def test_worker_without_a_broker_url_starts_an_embedded_redis_and_says_where(
-    embedded_worker: tuple[str, LineReader],
-) -> None:
-    _, reader = embedded_worker
-    url = reader.wait_for(r"embedded Redis listening at (redis://\S+)").group(1)
-
-    producer = Celery(broker=url)
-    sent = producer.send_task(
-        "reset-session-key", kwargs={"accountid": "acct_nobody"}, queue="account-reset"
-    )
-    client = redis.Redis.from_url(url)
-    found = wait_for_outcomes(client, "account-reset:events", {sent.id}, timeout_s=DEADLINE_S)
-    assert found[sent.id].code == "invalid-accountid"
-    client.close()
-
-
-def test_demo_runs_every_scenario() -> None:
-    result = subprocess.run(
-        [CLI, "demo"], env=clean_env(ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS)),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "All 15 scenarios gave the expected outcome." in result.stdout
-    for code in (
-        "invalid-accountid", "invalid-account", "invalid-secret-code", "invalid-username",
-        "invalid-password", "invalid-password-length", "invalid-reset-code",
-    ):  # fmt: skip
-        assert code in result.stdout
 
 
 def test_production_without_a_hash_key_refuses_to_start_and_says_why() -> None:
@@ -131,93 +40,3 @@ def test_production_without_a_hash_key_refuses_to_start_and_says_why() -> None:
     assert result.returncode != 0
     assert "ACCOUNT_RESET_HASH_KEY must be set outside development" in result.stderr
     assert "broker-password" not in result.stderr + result.stdout
-
-
-def test_the_compose_commands_run_a_production_worker(
-    redis_url: str, database_url: str, tmp_path: Path
-) -> None:
-    """What docker-compose.yml runs: `db upgrade`, then `worker` in production mode with its
-    metrics port and JSON logs, its healthcheck `account-reset health`, and Flower behind
-    basic auth."""
-    env = clean_env(**worker_env(redis_url=redis_url, database_url=database_url))
-    env |= {
-        "ACCOUNT_RESET_ENVIRONMENT": "production",
-        "ACCOUNT_RESET_BCRYPT_ROUNDS": "10",  # production's minimum
-        "ACCOUNT_RESET_METRICS_PORT": str(free_port()),
-        "ACCOUNT_RESET_LOG_FORMAT": "json",
-    }
-    flower_port = free_port()
-    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
-    with (tmp_path / "worker.log").open("wb") as log:
-        process = subprocess.Popen([CLI, "worker"], env=env, stdout=log, stderr=log)
-        # As compose runs it: the broker and basic auth, no worker setting, no key.
-        flower_env = {k: v for k, v in env.items() if not k.startswith("ACCOUNT_RESET_")}
-        flower = subprocess.Popen(
-            [str(Path(sys.executable).parent / "celery"), "flower",
-             f"--port={flower_port}", "--address=127.0.0.1"],
-            env={**flower_env, "CELERY_BROKER_URL": redis_url,
-                 "FLOWER_BASIC_AUTH": "admin:flower-password"},
-            stdout=log, stderr=log,
-        )  # fmt: skip
-    client = redis.Redis.from_url(redis_url)
-    stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
-    try:
-        sent = Celery(broker=redis_url).send_task(
-            "reset-session-key",
-            kwargs={"accountid": "acct_nobody"},
-            queue=env["ACCOUNT_RESET_QUEUE"],
-        )
-        found = wait_for_outcomes(client, stream, {sent.id}, timeout_s=DEADLINE_S)
-        assert found[sent.id].code == "invalid-accountid"
-        assert _until_ok([CLI, "health"], env).stdout.startswith("healthy")
-        metrics = _http(f"http://127.0.0.1:{env['ACCOUNT_RESET_METRICS_PORT']}/metrics")
-        assert b'outcome="invalid-accountid"' in metrics[1]
-        assert _http_until(f"http://127.0.0.1:{flower_port}/api/workers")[0] == 401
-        assert (
-            _http(f"http://127.0.0.1:{flower_port}/api/workers", "admin:flower-password")[0] == 200
-        )
-    finally:
-        flower.terminate()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=DEADLINE_S) == 0
-        flower.wait(timeout=DEADLINE_S)
-        client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
-        client.close()
-        remove_health_files(env)
-    assert any(
-        line.startswith(b"{") for line in (tmp_path / "worker.log").read_bytes().splitlines()
-    )
-
-
-def _until_ok(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    deadline = time.monotonic() + DEADLINE_S
-    while (done := subprocess.run(argv, env=env, capture_output=True, text=True)).returncode:
-        if time.monotonic() > deadline:
-            raise TimeoutError(done.stderr)
-        time.sleep(0.5)  # the probe's own check; the deadline bounds the wait
-    return done
-
-
-def _http(url: str, basic_auth: str | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url)  # a local URL
-    if basic_auth:
-        request.add_header(
-            "Authorization", "Basic " + base64.b64encode(basic_auth.encode()).decode()
-        )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as refused:
-        return refused.code, b""
-
-
-def _http_until(url: str) -> tuple[int, bytes]:
-    """The first answer from a server that is still starting."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        try:
-            return _http(url)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.25)  # the server is not listening yet; the deadline bounds the wait

@@ -1,21 +1,16 @@
 """Guessing stopped, and the optional code lifetime, through the worker's command path.
 
 The rules' tests run on SQLite, PostgreSQL and MariaDB with the real Redis that holds the
-attempt counts; the start check runs real workers against a redis-server of the test's own.
+attempt counts; tests/e2e/test_guessing_on_a_worker.py runs the same limits in real workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,17 +19,13 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
-from client import AccountResetClient, ClientSettings
 from schemas.json_schema import wire_contract
 from tasks.pipeline import CommandProcessor
-from tests.conftest import Seeder
-from tests.faults.services import PrivateRedis
-from tests.integration.test_rules import password_payload, reset_password
-from tests.support import WorkerProcess, unique, worker_env
-from worker.db.migrate import upgrade
-from worker.dev.embedded_redis import free_port
+from tests.support.commands import password_payload, reset_password
+from tests.support.ids import unique
+from tests.support.seeding import Seeder
+from tests.support.waiting import poll_until
 from worker.security.attempts import CodeAttempts
-from worker.security.hashing import Hasher
 from worker.settings import Settings
 
 NEW_PASSWORD = "brand-new-password"
@@ -131,9 +122,8 @@ def test_once_the_window_passes_the_code_is_checked_again(
     who = {"appid": user.appid, "accountid": user.accountid}
     assert wrong_codes(processor, user.username, MAX_ATTEMPTS + 1)[-1] == "too-many-attempts"
 
-    deadline = time.monotonic() + 10
-    while one_second.used(**who) and time.monotonic() < deadline:
-        time.sleep(0.05)  # Redis expires the count; each check is one GET, bounded by the deadline
+    # Redis expires the count; each check is one GET.
+    poll_until(lambda: not one_second.used(**who), 10, "the one-second window's count expired")
     outcome = reset_password(processor, **password_payload(user.username, NEW_PASSWORD, code))
 
     assert outcome.status == "success"
@@ -170,8 +160,6 @@ def test_without_a_code_lifetime_codes_never_expire(
 
 # Finding 2: guessing spread thin, retries, the commit, eviction.
 
-CLI = str(Path(sys.executable).parent / "account-reset")
-DEADLINE_S = 60.0
 ACCOUNTS = 20
 # Within the per-account limit (5): every one of them would be checked as far as the account goes.
 WRONG_CODES_EACH = 5
@@ -218,7 +206,7 @@ def counts_keys(client: redis.Redis, attempts: CodeAttempts) -> list[str]:
 def commit_fails_once(processor: CommandProcessor) -> Iterator[None]:
     """The next COMMIT on the processor's database fails, as when the connection drops at that
     moment: nothing is committed, and the task would retry the same delivery."""
-    engine: Engine = processor.sessions.kw["bind"]
+    engine: Engine = processor.units.sessions.kw["bind"]
     failed: list[bool] = []
 
     def fail(_connection: Any) -> None:
@@ -416,150 +404,3 @@ def test_the_schema_describes_source() -> None:
     assert "source" not in schema["required"]
     assert validator.is_valid({**command, "source": "sha256:9f86d08"})
     assert not validator.is_valid({**command, "source": "x" * 201})
-
-
-def sqlite_database(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / unique('db')}.db"
-    upgrade(url)
-    return url
-
-
-def scrape(port: str) -> str:
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-                return str(response.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)  # the server starts with the worker; the deadline bounds the wait
-
-
-def test_a_worker_limits_sources_by_its_settings_and_never_shows_one(
-    redis_url: str, redis_client: redis.Redis, hasher: Hasher, tmp_path: Path
-) -> None:
-    """Through the client and a real worker: MAX_SOURCE_ATTEMPTS=3, six wrong codes over three
-    accounts from one device: 3 checked, 3 too-many-attempts, on the worker's metric too; the
-    device id is in no log line (DEBUG), no key and no event."""
-    database_url = sqlite_database(tmp_path)
-    seeder = Seeder(database_url, hasher)
-    prefix = unique("code-attempts")
-    env = worker_env(
-        redis_url=redis_url,
-        database_url=database_url,
-        ACCOUNT_RESET_MAX_SOURCE_ATTEMPTS="3",
-        ACCOUNT_RESET_ATTEMPTS_KEY_PREFIX=prefix,
-        ACCOUNT_RESET_METRICS_PORT=str(free_port()),
-    )
-    stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
-    source = unique("device-id")
-    worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
-    client = AccountResetClient(
-        ClientSettings(broker_url=redis_url, queue=env["ACCOUNT_RESET_QUEUE"], events_stream=stream)
-    )
-    try:
-        users = [seeder.account() for _ in range(3)]
-        sent = [
-            client.reset_account_password(
-                username=user.username,
-                secret_code=f"guess-{n}",
-                new_password=NEW_PASSWORD,
-                source=source,
-            )
-            for n in range(2)
-            for user in users
-        ]
-        found = worker.outcomes(redis_client, set(sent), DEADLINE_S)
-        metrics = scrape(env["ACCOUNT_RESET_METRICS_PORT"])
-        keys = [key.decode() for key in redis_client.scan_iter(f"{prefix}:*", count=1000)]
-        events = str(redis_client.xrange(stream))
-    finally:
-        client.close()
-        worker.stop()
-        for key in redis_client.scan_iter(f"{prefix}:*", count=1000):
-            redis_client.delete(key)
-        redis_client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
-        seeder.engine.dispose()
-
-    codes = Counter(str(found[command_id].code) for command_id in sent)
-    print(f"\nsix wrong codes from one device, MAX_SOURCE_ATTEMPTS=3: {dict(codes)}")
-    assert codes == Counter({"invalid-reset-code": 3, "too-many-attempts": 3})
-    assert 'account_reset_guesses_refused_total{limit="source"} 3.0' in metrics
-    assert "account_reset_guesses_checked_total 3.0" in metrics
-    assert any(":source:" in key for key in keys)
-    assert source not in str(keys) + events + worker.log()
-
-
-def health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, "health"], env=env, capture_output=True, text=True, timeout=DEADLINE_S
-    )
-
-
-def health_once_noted(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The probe's answer once the worker has noted that it consumes (within seconds)."""
-    deadline = time.monotonic() + DEADLINE_S
-    while (result := health(env)).returncode and "no note" in result.stderr:
-        if time.monotonic() > deadline:
-            raise TimeoutError(result.stderr)
-        time.sleep(0.5)  # each check runs the real probe; the deadline bounds the wait
-    return result
-
-
-def test_finding_2_a_redis_that_may_evict_the_counts_is_refused_at_start(
-    hasher: Hasher, tmp_path: Path
-) -> None:
-    """Finding 2: under maxmemory-policy volatile-lru a queue flood evicted the counts and
-    guessing resumed inside the window. A worker whose Redis has maxmemory 64mb and volatile-lru
-    exits at start with one line saying so; with noeviction it serves, `account-reset health`
-    says the counts cannot be evicted, and turns unhealthy once the policy is changed live."""
-    database_url = sqlite_database(tmp_path)
-    seeder = Seeder(database_url, hasher)
-    with PrivateRedis() as private:
-        admin = redis.Redis.from_url(private.url)
-        admin.config_set("maxmemory", "64mb")
-        admin.config_set("maxmemory-policy", "volatile-lru")
-        env = worker_env(redis_url=private.url, database_url=database_url)
-        refused = WorkerProcess(env=env, log_path=tmp_path / "refused.log").start()
-        assert refused.process is not None
-        exit_code = refused.process.wait(timeout=DEADLINE_S)
-        refusal = [line for line in refused.log().splitlines() if "refusing to start" in line]
-
-        admin.config_set("maxmemory-policy", "noeviction")
-        serving = WorkerProcess(env=env, log_path=tmp_path / "serving.log").start()
-        try:
-            user = seeder.account()
-            client = AccountResetClient(
-                ClientSettings(
-                    broker_url=private.url,
-                    queue=env["ACCOUNT_RESET_QUEUE"],
-                    events_stream=env["ACCOUNT_RESET_EVENTS_STREAM"],
-                )
-            )
-            served = client.wait(client.reset_session_key(user.accountid), timeout_s=DEADLINE_S)
-            client.close()
-            healthy = health_once_noted(env)
-            admin.config_set("maxmemory-policy", "allkeys-lru")
-            unhealthy = health(env)
-        finally:
-            serving.stop()
-            seeder.engine.dispose()
-            admin.close()
-
-    print(f"\nvolatile-lru: exit {exit_code}, {refusal}\nnoeviction: {served.status}, health:"
-          f" {healthy.stdout.strip()}\nallkeys-lru live: {unhealthy.stderr.strip()}")  # fmt: skip
-    assert exit_code != 0
-    assert refusal == [
-        "refusing to start: the Redis holding the attempt counts (ACCOUNT_RESET_EVENTS_URL, else"
-        " _BROKER_URL) has maxmemory 67108864 bytes with maxmemory-policy volatile-lru, so it may"
-        " evict the counts and let guessing resume: set maxmemory-policy noeviction there (or"
-        " maxmemory 0)"
-    ]
-    assert served.status == "success"
-    assert healthy.returncode == 0
-    assert "attempt counts cannot be evicted (maxmemory 67108864, maxmemory-policy noeviction)" in (
-        healthy.stdout
-    )
-    assert unhealthy.returncode == 1
-    assert "maxmemory-policy allkeys-lru" in unhealthy.stderr

@@ -2,7 +2,8 @@
 
 A command_id's recorded outcome is replayed only to the request it was recorded for (the same
 fingerprint); any other request under it is refused with `command-id-conflict`, unrecorded,
-and learns nothing of the first. The record is keyed by (appid, command_id).
+and learns nothing of the first. The record is keyed by (appid, command_id). Through a real
+worker process: tests/e2e/test_idempotency_on_a_worker.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import re
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,28 +21,24 @@ import redis
 import sqlalchemy as sa
 from alembic import command as alembic_command
 
-from client.events import event_json, read_outcome, stream_outcomes
+from client.events import event_json, stream_outcomes
 from client.sealing import Binding, public_sealing_key, seal
 from schemas import CommandOutcome, ExceptionCode, ResetAccountPassword, ResetSessionKey
 from tasks.pipeline import Answer, CommandProcessor
-from tests import conftest
-from tests.conftest import Seeder, in_process_processor
-from tests.integration.test_races import LOCK_WAIT_DEADLINE_S, wait_until_waiting
-from tests.integration.test_rules import (
+from tests.support import databases
+from tests.support.commands import (
+    CONFLICT,
     NEW_PASSWORD,
+    assert_names_nothing_of_the_first,
+    in_process_processor,
     password_payload,
     reset_password,
     reset_session_key,
 )
-from tests.support import (
-    TEST_HASH_KEY,
-    TEST_SEALING_KEYS,
-    TEST_SEALING_PUBLIC_KEY,
-    WorkerProcess,
-    follow_stream,
-    raw_protocol2_message,
-    unique,
-)
+from tests.support.databases import LOCK_WAIT_DEADLINE_S, wait_until_waiting
+from tests.support.ids import unique
+from tests.support.keys import TEST_HASH_KEY, TEST_SEALING_KEYS, TEST_SEALING_PUBLIC_KEY
+from tests.support.seeding import Seeder
 from worker.bootstrap import request_fingerprints, warn_of_weak_settings
 from worker.db.engine import create_db_engine
 from worker.db.migrate import alembic_config, upgrade
@@ -54,21 +50,12 @@ from worker.security.sealed_fields import SealedFields
 from worker.settings import Settings
 from worker.streams.publisher import EventStream
 
-CONFLICT = "command-id-conflict"
 EVENT_DEADLINE_S = 60.0
 
 
 def revoke(processor: CommandProcessor, accountid: str, **more: Any) -> CommandOutcome:
     """An account ends its own sessions."""
     return reset_session_key(processor, accountid=accountid, requester_accountid=accountid, **more)
-
-
-def assert_names_nothing_of_the_first(refusal: CommandOutcome, first: CommandOutcome) -> None:
-    assert refusal.code == CONFLICT
-    assert refusal.status == "failure"
-    assert refusal.accountid is None
-    assert refusal.event_id != first.event_id
-    assert refusal.command_id == first.command_id
 
 
 def test_finding_3_bobs_revocation_under_alices_command_id_is_refused_and_ends_nothing(
@@ -330,7 +317,7 @@ def test_rows_recorded_before_fingerprints_replay_as_before(
     user = seeder.account()
     old = CommandOutcome.success(command_id=unique("old"), command=ResetSessionKey.name,
                                  appid="test-app", accountid=user.accountid)  # fmt: skip
-    with UnitOfWork(processor.sessions) as uow:
+    with UnitOfWork(processor.units.sessions) as uow:
         uow.record_outcome(old, scope="test-app", fingerprint=None)
         uow.commit()
 
@@ -380,7 +367,7 @@ def test_a_racing_different_request_gets_the_conflict_not_the_winners_outcome(
     [winner] = [o for o in outcomes if o.code != CONFLICT]
     [loser] = [o for o in outcomes if o.code == CONFLICT]
     assert_names_nothing_of_the_first(loser, winner)
-    with UnitOfWork(processor.sessions) as uow:
+    with UnitOfWork(processor.units.sessions) as uow:
         recorded = uow.recorded_outcome(scope="test-app", command_id=command_id)
     assert recorded is not None
     assert recorded.outcome == winner
@@ -475,7 +462,7 @@ def old_row(command_id: str, appid: str | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("fresh_database_url", conftest.BACKENDS, indirect=True)
+@pytest.mark.parametrize("fresh_database_url", databases.BACKENDS, indirect=True)
 def test_migration_0003_keys_existing_outcomes_by_appid(fresh_database_url: str) -> None:
     upgrade(fresh_database_url, "0002")
     engine = create_db_engine(fresh_database_url)
@@ -511,44 +498,6 @@ def test_migration_0003_keys_existing_outcomes_by_appid(fresh_database_url: str)
         "constrained_columns"] == ["command_id"]  # fmt: skip
     upgrade(fresh_database_url)
     engine.dispose()
-
-
-# Through a real worker process.
-
-
-def test_finding_3_through_a_real_worker(
-    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
-) -> None:
-    """Alice's revocation, then Bob's under her command_id: refused; Bob's sessions go on."""
-    queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
-    stream = running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"]
-    alice, bob = seeder.account(), seeder.account()
-    alices_id = unique("cmd")
-
-    def send_and_wait(accountid: str, command_id: str, count: int) -> CommandOutcome:
-        kwargs = {"accountid": accountid, "requester_accountid": accountid,
-                  "command_id": command_id}  # fmt: skip
-        redis_client.lpush(queue, raw_protocol2_message("reset-session-key", kwargs, queue))
-
-        def mine(entries: list[Any]) -> list[CommandOutcome]:
-            return [o for o in map(read_outcome, entries) if o.command_id == command_id]
-
-        entries = follow_stream(redis_client, stream, lambda e: len(mine(e)) >= count,
-                                EVENT_DEADLINE_S)  # fmt: skip
-        return mine(entries)[count - 1]
-
-    first = send_and_wait(alice.accountid, alices_id, 1)
-    bobs = send_and_wait(bob.accountid, alices_id, 2)
-    resent = send_and_wait(alice.accountid, alices_id, 3)
-    own = send_and_wait(bob.accountid, unique("cmd"), 1)
-
-    assert first.status == "success"
-    assert_names_nothing_of_the_first(bobs, first)
-    assert resent.event_id == first.event_id
-    assert own.status == "success"
-    assert seeder.load(bob.accountid).session_key_number == 2  # his own command only
-    assert seeder.load(alice.accountid).session_key_number == 2
-    assert re.search(rf"refused command_id={alices_id} ", running_worker.log())
 
 
 def test_the_client_resends_the_tokens_it_sent_first(redis_url: str) -> None:

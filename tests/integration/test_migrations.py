@@ -6,11 +6,11 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from tests import conftest
+from tests.support import databases
 from worker.db.engine import create_db_engine
 from worker.db.migrate import alembic_config, upgrade
 
-BACKENDS = pytest.mark.parametrize("fresh_database_url", conftest.BACKENDS, indirect=True)
+BACKENDS = pytest.mark.parametrize("fresh_database_url", databases.BACKENDS, indirect=True)
 
 # The dashboard's tables as its Sequelize models make them, with a column the worker
 # does not know about, to show the migration leaves them exactly as they were.

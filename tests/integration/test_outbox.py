@@ -1,32 +1,25 @@
-"""The outbox relay: a committed outcome always reaches the stream, a rolled-back one never does."""
+"""The outbox relay: a committed outcome always reaches the stream, a rolled-back one never does.
+
+The relay in a real worker, while the events Redis is down: tests/e2e/test_outbox_on_a_worker.py.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import sqlalchemy as sa
 
-from client.events import stream_outcomes, wait_for_outcomes
+from client.events import stream_outcomes
 from schemas import CommandOutcome, ResetSessionKey
 from tasks import handlers
-from tests.conftest import Seeder
-from tests.faults.services import PrivateRedis
-from tests.support import (
-    TaskEventRecorder,
-    WorkerProcess,
-    raw_protocol2_message,
-    task_id_of,
-    unique,
-    worker_env,
-)
+from tests.support.ids import unique
+from tests.support.seeding import Seeder
+from tests.support.workers import worker_env
 from worker.db.engine import create_db_engine, session_factory
-from worker.db.models import OutcomeRecord
 from worker.db.unit_of_work import UnitOfWork
 from worker.streams.bookkeeping import COUNTED_MARKER_PREFIX, DashboardBookkeeping
 from worker.streams.cache import DashboardCache
@@ -135,67 +128,6 @@ def test_published_outcomes_are_pruned_after_the_retention(relay: OutboxRelay) -
     relay.relay_once(datetime.now(UTC) + RETENTION + timedelta(minutes=1))
     with UnitOfWork(relay.sessions) as uow:
         assert uow.recorded_outcome(**key) is None
-
-
-def test_an_event_that_could_not_be_published_is_relayed_once_redis_is_back(
-    redis_url: str,
-    database_url: str,
-    seeder: Seeder,
-    redis_client: redis.Redis,
-    tmp_path: Path,
-) -> None:
-    """The events Redis is down through every retry: the committed success still gets out."""
-    with PrivateRedis() as events_redis:
-        events_redis.stop()
-        env = worker_env(
-            redis_url=redis_url,
-            database_url=database_url,
-            ACCOUNT_RESET_EVENTS_URL=events_redis.url,
-            ACCOUNT_RESET_MAX_RETRIES="0",
-            ACCOUNT_RESET_RELAY_INTERVAL_S="0.5",
-            ACCOUNT_RESET_RELAY_GRACE_S="1",
-        )
-        user = seeder.account()
-        queue, stream = env["ACCOUNT_RESET_QUEUE"], env["ACCOUNT_RESET_EVENTS_STREAM"]
-        message = raw_protocol2_message(
-            "reset-session-key",
-            {"accountid": user.accountid, "requester_accountid": user.accountid},
-            queue,
-        )
-        worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
-        try:
-            with TaskEventRecorder(redis_url) as recorder:
-                recorder.wait_for(lambda e: e.get("hostname") == worker.nodename, timeout_s=60)
-                redis_client.lpush(queue, message)
-                # The task has given up: only the relay can publish the event now.
-                recorder.wait_for(
-                    lambda e: e.get("uuid") == task_id_of(message) and e["type"] == "task-failed",
-                    timeout_s=60,
-                )
-            assert unpublished(database_url, task_id_of(message))
-            events_redis.start()
-            events = redis.Redis.from_url(events_redis.url)
-            found = wait_for_outcomes(events, stream, {task_id_of(message)}, timeout_s=60)
-            assert found[task_id_of(message)].status == "success"
-            worker.wait_for_log(r"relayed \d+ outcome\(s\) committed but not published")
-        finally:
-            worker.stop()
-            redis_client.delete(queue)
-        ours = [e for e in stream_outcomes(events, stream) if e.command_id == task_id_of(message)]
-        assert [e.event_id for e in ours] == [found[task_id_of(message)].event_id]
-        assert seeder.load(user.accountid).session_key_number == 2
-
-
-def unpublished(database_url: str, command_id: str) -> bool:
-    """Whether the command's outcome is committed and not marked published."""
-    engine = create_db_engine(database_url)
-    query = sa.select(OutcomeRecord.published_at).where(OutcomeRecord.command_id == command_id)
-    try:
-        with engine.connect() as connection:
-            row = connection.execute(query).first()
-    finally:
-        engine.dispose()
-    return row is not None and row.published_at is None
 
 
 def test_events_older_than_the_retention_are_trimmed_from_the_stream(

@@ -4,7 +4,6 @@ the same."""
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
@@ -12,41 +11,13 @@ import sqlalchemy as sa
 
 from client.events import stream_outcomes
 from schemas import CommandOutcome
-from tests.conftest import Seeder, in_process_processor
-from tests.integration.test_rules import reset_session_key
-from tests.support import unique
+from tests.support.commands import in_process_processor, reset_session_key
+from tests.support.databases import LOCK_WAIT_DEADLINE_S, wait_until_waiting
+from tests.support.ids import unique
+from tests.support.seeding import Seeder
 from worker.db.engine import create_db_engine
 from worker.security.hashing import Hasher
 from worker.streams.publisher import EventStream
-
-LOCK_WAIT_DEADLINE_S = 30.0
-# InnoDB refreshes INNODB_TRX only when it was last read over 0.1 s ago: polled faster, it
-# never changes.
-POLL_INTERVAL_S = 0.15
-
-
-# Transactions of this database waiting for a lock, as each server reports them.
-LOCK_WAITERS = {
-    "postgresql": "SELECT count(*) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    "mariadb": "SELECT count(*) FROM information_schema.INNODB_TRX t"
-    " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
-    " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()",
-}
-
-
-def backends_waiting_on_locks(engine: sa.Engine) -> int:
-    dialect = "postgresql" if engine.dialect.name == "postgresql" else "mariadb"
-    with engine.connect() as connection:
-        return int(connection.execute(sa.text(LOCK_WAITERS[dialect])).scalar_one())
-
-
-def wait_until_waiting(engine: sa.Engine, count: int) -> None:
-    deadline = time.monotonic() + LOCK_WAIT_DEADLINE_S
-    while backends_waiting_on_locks(engine) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fewer than {count} transactions waiting on the account lock")
-        time.sleep(POLL_INTERVAL_S)  # polling an observable condition, not a guess at timing
 
 
 def test_racing_deliveries_of_one_command_id_apply_once(

@@ -16,7 +16,7 @@ from client.redis_clients import (
     parse_sentinel_url,
     redis_client,
 )
-from tests.support import TEST_HASH_KEY
+from tests.support.keys import TEST_HASH_KEY
 from worker.app import celery_config
 from worker.broker.task import is_transient
 from worker.settings import Settings

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.faults.services import PrivateRedis, free_port
-from tests.support import worker_env
+from tests.support.probes import CLI
+from tests.support.services import PrivateRedis
+from tests.support.workers import worker_env
 from worker.broker.refusals import (
     NOTE_FRESH_S,
     current_refusal,
@@ -26,8 +26,8 @@ from worker.broker.refusals import (
     refusal_note_path,
 )
 from worker.broker.task import is_transient
+from worker.dev.processes import free_port
 
-CLI = str(Path(sys.executable).parent / "account-reset")
 SECRET = "correct horse battery staple"  # in the MULTI that is refused
 
 

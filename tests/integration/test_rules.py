@@ -12,37 +12,10 @@ import pytest
 import redis
 
 from client.events import event_json, read_outcome, stream_outcomes
-from schemas import CommandOutcome, ResetAccountPassword, ResetSessionKey
-from tasks import handlers
 from tasks.pipeline import CommandProcessor
-from tests.conftest import Seeder
-from tests.support import unique
-
-NEW_PASSWORD = "brand-new-password"
-
-
-def reset_session_key(processor: CommandProcessor, *args: Any, **payload: Any) -> CommandOutcome:
-    return run(processor, ResetSessionKey, handlers.reset_session_key, args, payload)
-
-
-def reset_password(processor: CommandProcessor, *args: Any, **payload: Any) -> CommandOutcome:
-    return run(processor, ResetAccountPassword, handlers.reset_account_password, args, payload)
-
-
-def run(
-    processor: CommandProcessor,
-    model: Any,
-    handler: Any,
-    args: tuple[Any, ...],
-    payload: dict[str, Any],
-) -> CommandOutcome:
-    """One delivery of a command, as the Celery task makes it."""
-    return processor.run(model, handler, args=args, payload=payload, task_id=unique("task"))
-
-
-def password_payload(username: Any, new_password: Any, secret_code: Any) -> dict[str, Any]:
-    return {"username": username, "new-password": new_password, "secret-code": secret_code}
-
+from tests.support.commands import NEW_PASSWORD, password_payload, reset_password, reset_session_key
+from tests.support.ids import unique
+from tests.support.seeding import Seeder
 
 # reset-session-key: the seed's cases.
 

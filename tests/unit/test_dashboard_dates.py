@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.support.databases import migrated_sqlite
 from worker.db.column_types import parse_sqlite_text, sequelize_sqlite_text
 from worker.db.engine import create_db_engine, session_factory
-from worker.db.migrate import upgrade
 from worker.db.models import Account
 
 SEQUELIZE_TEXT = "2026-11-23 17:55:51.669 +00:00"
@@ -49,8 +49,7 @@ def test_text_that_is_no_date_is_an_error_not_a_wrong_date() -> None:
 def test_a_row_the_dashboard_wrote_on_sqlite_reads_and_is_written_back_its_way(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'dashboard.db'}"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path)
     engine = create_db_engine(url)
     with engine.begin() as connection:
         connection.exec_driver_sql(

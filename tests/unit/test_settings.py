@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -185,7 +188,7 @@ def test_requiring_sealed_secrets_needs_sealing_keys(monkeypatch: pytest.MonkeyP
     """The shared Fernet key alone no longer opens producers' fields (legacy, by setting only)."""
     from cryptography.fernet import Fernet
 
-    from tests.support import TEST_SEALING_KEYS_JSON
+    from tests.support.keys import TEST_SEALING_KEYS_JSON
 
     for name in ("PAYLOAD_KEY", "SEALING_KEYS", "SEALING_KEYS_FILE", "LEGACY_FERNET_SEALED"):
         monkeypatch.delenv(f"ACCOUNT_RESET_{name}", raising=False)
@@ -230,3 +233,31 @@ def test_the_dashboards_metrics_settings_are_checked() -> None:
     with pytest.raises(ValidationError, match="IANA time zone"):
         Settings(dashboard_timezone="Mars/Olympus")
     assert Settings(dashboard_timezone="Europe/Paris").dashboard_timezone == "Europe/Paris"
+
+
+# Issue 13, finding 4: the idle-in-transaction bound.
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    for name in ("MAX_RETRIES", "DB_LOCK_TIMEOUT_S", "DB_IDLE_IN_TRANSACTION_TIMEOUT_S"):
+        monkeypatch.delenv(f"ACCOUNT_RESET_{name}", raising=False)
+
+    def made(**values: Any) -> Settings:
+        return Settings(environment="development", **values)
+
+    return made
+
+
+def test_finding_4_the_idle_bound_is_below_the_others_lock_retry_budget(
+    settings: Callable[..., Settings],
+) -> None:
+    """Default: 10 s, below the 30 s budget of 6 attempts x 5 s lock timeout."""
+    assert settings().idle_in_transaction_timeout_s == 10.0
+    # A budget of 2 x 0.5 s: unset, the bound follows it down.
+    assert settings(max_retries=1, db_lock_timeout_s=0.5).idle_in_transaction_timeout_s == 0.8
+    assert settings(db_idle_in_transaction_timeout_s=29).idle_in_transaction_timeout_s == 29
+    with pytest.raises(ValidationError, match="ACCOUNT_RESET_DB_IDLE_IN_TRANSACTION_TIMEOUT_S"):
+        settings(db_idle_in_transaction_timeout_s=30)
+    with pytest.raises(ValidationError, match="ACCOUNT_RESET_DB_IDLE_IN_TRANSACTION_TIMEOUT_S"):
+        settings(db_idle_in_transaction_timeout_s=10, max_retries=0)

@@ -26,8 +26,10 @@ from celery import Celery, Task
 from celery.exceptions import InvalidTaskError
 from celery.worker.strategy import default
 
+from schemas.fields import COMMAND_ID
+from worker import bootstrap
 from worker.broker.signing import verified_payload
-from worker.settings import Settings, get_settings
+from worker.settings import Settings
 
 StrategyHandler = Callable[..., Any]
 
@@ -56,7 +58,7 @@ def check_message(message: Any, *, max_bytes: int, settings: Settings | None = N
     size = len(message.body or b"")
     if size > max_bytes:
         raise MessageTooLarge(f"body of {size} bytes is over the limit of {max_bytes}")
-    settings = settings or get_settings()
+    settings = settings or bootstrap.settings()
     # With signing, a message no trusted certificate signed is refused before anything of it
     # (headers included) is acted on.
     body = decoded_body(message, settings)
@@ -88,7 +90,7 @@ def decoded_body(message: Any, settings: Settings) -> Any:
 
 
 def _carries_a_command_id(kwargs: dict[str, Any]) -> bool:
-    command_id = kwargs.get("command_id")
+    command_id = kwargs.get(COMMAND_ID)
     return isinstance(command_id, str) and bool(command_id)
 
 
@@ -166,7 +168,7 @@ REQUEST_BUILDING_FAULTS = (TypeError, ValueError, OverflowError, KeyError, Attri
 def guarded_strategy(task: Task[Any, Any], app: Celery, consumer: Any, **kwargs: Any) -> Any:
     """Celery's default strategy, behind `check_message`."""
     handle = default(task, app, consumer, **kwargs)
-    settings = get_settings()
+    settings = bootstrap.settings()
 
     def task_message_handler(message: Any, *args: Any, **kw: Any) -> Any:
         check_message(message, max_bytes=settings.max_message_bytes, settings=settings)

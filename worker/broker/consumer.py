@@ -16,13 +16,12 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed, DecodeError
 from typing_extensions import override
 
-from schemas import COMMANDS, CommandOutcome, ExceptionCode, ResetSessionKey
+from schemas import COMMANDS, ExceptionCode, ResetSessionKey
 from tasks.pipeline import command_id_of
-from worker.bootstrap import runtime
+from worker import bootstrap
 from worker.broker.checks import MessageTooLarge, decoded_body
 from worker.broker.signing import Unverified
-from worker.settings import get_settings
-from worker.streams.dead_letters import Reason, sealed_letter
+from worker.streams.dead_letters import Reason, dead_letter_and_answer
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class DeadLetteringConsumer(Consumer):
         refused = exc.args[0] if isinstance(exc, DecodeError) and exc.args else None
         if isinstance(refused, Unverified):
             self._dead_letter(message, Reason.UNVERIFIED, str(refused), answer=False)
-        elif isinstance(exc, ContentDisallowed) and get_settings().signing:
+        elif isinstance(exc, ContentDisallowed) and bootstrap.settings().signing:
             unsigned = f"not signed (content type {str(message.content_type)[:100]!r})"
             self._dead_letter(message, Reason.UNVERIFIED, unsigned, answer=False)
         else:
@@ -99,38 +98,29 @@ class DeadLetteringConsumer(Consumer):
     ) -> None:
         headers = message.headers if isinstance(message.headers, dict) else {}
         task, task_id = _text_or_none(headers.get("task")), _text_or_none(headers.get("id"))
-        parts = runtime()
-        letter = sealed_letter(
+        command_id = None
+        if answer and task in COMMAND_NAMES and task_id is not None:
+            # The producer named one of the commands: it gets an answer on the stream.
+            command_id = command_id_of(kwargs if isinstance(kwargs, dict) else {}, task_id)
+        parts = bootstrap.runtime()
+        dead_letter_and_answer(
+            parts.dead_letters,
+            parts.processor.events,
             reason=reason,
             detail=detail,
             task=task,
             task_id=task_id,
             kwargs=kwargs,
-            sealer=parts.dead_letters.sealer,
             hostname=self.hostname,
+            answer=None if command_id is None else ExceptionCode.INVALID_PAYLOAD,
+            command_id=command_id,
         )
-        letter_id = parts.dead_letters.put(letter)
-        log.error(
-            "dead-lettered task %s id %s (%s: %s) as %s",
-            letter.task, letter.task_id, reason.value, letter.detail, letter_id,
-        )  # fmt: skip
-        if answer and task in COMMAND_NAMES and task_id is not None:
-            # The producer named one of the commands: it gets an answer on the stream.
-            payload = kwargs if isinstance(kwargs, dict) else {}
-            parts.processor.events.publish(
-                CommandOutcome.failure(
-                    command_id=command_id_of(payload, task_id),
-                    command=task,
-                    code=ExceptionCode.INVALID_PAYLOAD,
-                    appid=None,
-                )
-            )
 
 
 def node_commands() -> frozenset[str]:
     """The commands this node runs: a sessions node runs revocations alone, so a password
     reset (bcrypt) sent to its queue cannot hold one up; it is dead-lettered, retryable."""
-    if get_settings().node_role == "sessions":
+    if bootstrap.settings().node_role == "sessions":
         return frozenset({ResetSessionKey.name})
     return COMMAND_NAMES
 
@@ -138,7 +128,7 @@ def node_commands() -> frozenset[str]:
 def _kwargs(message: Any) -> Any:
     """The keyword arguments of a decodable (with signing: verified) protocol 2 body, else None."""
     try:
-        body = decoded_body(message, get_settings())
+        body = decoded_body(message, bootstrap.settings())
     except (Exception, RecursionError):  # any body that does not decode has no kwargs to keep
         return None
     if isinstance(body, list | tuple) and len(body) == 3 and isinstance(body[1], dict):
@@ -148,10 +138,10 @@ def _kwargs(message: Any) -> Any:
 
 def _unverified(message: Any) -> Unverified | None:
     """Why a message is refused for its signature, when signing is on and it is."""
-    if not get_settings().signing:
+    if not bootstrap.settings().signing:
         return None
     try:
-        decoded_body(message, get_settings())
+        decoded_body(message, bootstrap.settings())
     except Unverified as refused:
         return refused
     except (Exception, RecursionError):  # verified, but the body itself is at fault

@@ -94,10 +94,9 @@ _noting = threading.Lock()
 
 def note_refusal(kind: str, *, where: str) -> None:
     """Count a refusal, and note it for the health probe (at most once a second a process)."""
-    from worker.ops.metrics import metrics
-    from worker.settings import get_settings
+    from worker import bootstrap
 
-    metrics().redis_refusals.labels(kind).inc()
+    bootstrap.observer().refused_by_redis(error=kind)
     now = time.time()
     with _noting:
         if now - _last_noted.get(kind, 0.0) < NOTE_EVERY_S:
@@ -105,7 +104,7 @@ def note_refusal(kind: str, *, where: str) -> None:
         _last_noted[kind] = now
     log.warning("Redis refused %s (%s): will try again", where, kind)
     try:
-        path = refusal_note_path(get_settings().health_file)
+        path = refusal_note_path(bootstrap.settings().health_file)
         write_note(path, {"error": kind, "at": now, "pid": os.getpid()})
     except OSError as exc:  # a note must never turn a transient fault into a lasting one
         log.warning("Redis refusal not noted: %s", type(exc).__name__)

@@ -11,19 +11,22 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Reject
+from celery.utils.imports import qualname
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import DBAPIError, OperationalError
 from typing_extensions import override
 
 from schemas import COMMANDS, CommandOutcome, ExceptionCode
 from schemas.display import redacted_args, redacted_kwargs
+from schemas.fields import COMMAND_ID
 from tasks.pipeline import Answer, C, CommandProcessor, Handler, command_id_of
 from worker.bootstrap import runtime
+from worker.broker.checks import guarded_strategy
+from worker.broker.redaction import RedactedRequest
 from worker.broker.refusals import is_refusal, note_refusal, refusal_kind
 from worker.db.faults import discards_connection, fault_cause
 from worker.db.health import note_database_fault
-from worker.ops.metrics import metrics
-from worker.streams.dead_letters import Reason, sealed_letter
+from worker.streams.dead_letters import Reason, dead_letter_and_answer
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,9 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class CommandTask(Task[Any, str]):
-    Request = "worker.broker.redaction:RedactedRequest"
-    Strategy = "worker.broker.checks:guarded_strategy"
+    # Celery reads both by name; the names come from the imports, so a reader follows them.
+    Request = qualname(RedactedRequest)
+    Strategy = qualname(guarded_strategy)
     ignore_result = True
 
     def process(
@@ -144,7 +148,7 @@ class CommandTask(Task[Any, str]):
             )
             return
         log.warning("%s: transient fault %s, retrying%s", self.name, fault, _because(fault))
-        metrics().retries.labels(self.name, str(fault)).inc()
+        runtime().observer.retried(command=self.name, fault=str(fault))
         countdown = get_exponential_backoff_interval(
             factor=1, retries=retries, maximum=settings.retry_backoff_max_s, full_jitter=True
         )
@@ -200,26 +204,19 @@ class CommandTask(Task[Any, str]):
             parts.processor.events.publish(outcome)
             return
         exhausted = isinstance(exc, RetriesExhausted)
-        letter = sealed_letter(
+        dead_letter_and_answer(
+            parts.dead_letters,
+            parts.processor.events,
             reason=Reason.RETRIES_EXHAUSTED if exhausted else Reason.INTERNAL_FAULT,
             detail=str(exc) if isinstance(exc, InternalFault) else type(exc).__name__,
             cause=exc.cause if isinstance(exc, InternalFault) else None,
             task=self.name,
             task_id=task_id,
-            kwargs={**payload, "command_id": command_id},
-            sealer=parts.dead_letters.sealer,
+            kwargs={**payload, COMMAND_ID: command_id},
             retries=self.request.retries,
             hostname=self.request.hostname,
-        )
-        letter_id = parts.dead_letters.put(letter)
-        log.error("%s command_id=%s dead-lettered as %s", self.name, command_id, letter_id)
-        parts.processor.events.publish(
-            CommandOutcome.failure(
-                command_id=command_id,
-                command=self.name,
-                code=ExceptionCode.INTERNAL_ERROR,
-                appid=None,
-            )
+            answer=ExceptionCode.INTERNAL_ERROR,
+            command_id=command_id,
         )
 
 

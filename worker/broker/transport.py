@@ -47,11 +47,11 @@ from kombu.utils.json import dumps, loads
 from redis.sentinel import Sentinel
 from typing_extensions import override
 
+from worker import keys
 from worker.broker.refusals import note_refusal, refusal_kind
 
 log = logging.getLogger(__name__)
 
-RESERVED_SUFFIX = ":reserved"
 # Puts a reserved message back on its queue only if it is still reserved (no worker took it).
 RETURN_RESERVED = """
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
@@ -72,8 +72,8 @@ REFUSED_WAIT_FIRST_S = 0.1
 REFUSED_WAIT_MAX_S = 2.0
 
 
-def reserved_key(queue: str) -> str:
-    return queue + RESERVED_SUFFIX
+# The name tests and the benchmark know the reserved list by.
+reserved_key = keys.reserved
 
 
 def _noted_if_refused(exc: BaseException, where: str) -> bool:
@@ -92,14 +92,14 @@ class QoS(_KombuQoS):  # type: ignore[misc]
         if reserved is None:
             super().append(message, delivery_tag)
             return
-        key, item = reserved
+        queue, item = reserved
         # Restored (a lost worker, a shutdown) to the queue it was taken from: the message's own
         # delivery_info is the producer's text, and kombu would push it to any key it names.
-        record = dumps([message._raw, "", key.removesuffix(RESERVED_SUFFIX)])
+        record = dumps([message._raw, "", queue])
         with self.pipe_or_acquire() as pipe:  # one MULTI: recorded and no longer reserved
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()})
             pipe.hset(self.unacked_key, delivery_tag, record)
-            pipe.lrem(key, 1, item)
+            pipe.lrem(keys.reserved(queue), 1, item)
             pipe.execute()
         virtual.QoS.append(self, message, delivery_tag)
 
@@ -158,6 +158,7 @@ class RedisRefusesWrites(redis.ConnectionError):
 
 class Channel(_KombuChannel):  # type: ignore[misc]
     QoS = QoS
+    # The message being delivered, as (its queue, the entry taken into the reserved list).
     reserved_now: tuple[str, bytes] | None = None
     _single_queue: str | None = None
     # While Redis refuses commands: no take before this (time.monotonic()), and how many in a row.
@@ -197,7 +198,7 @@ class Channel(_KombuChannel):  # type: ignore[misc]
         self._brpop_sent_at = time.monotonic()
         wait = self.brpop_timeout if timeout is None else timeout
         self.client.connection.send_command(
-            "BLMOVE", queue, reserved_key(queue), "RIGHT", "LEFT", wait or 0
+            "BLMOVE", queue, keys.reserved(queue), "RIGHT", "LEFT", wait or 0
         )
 
     @override
@@ -232,9 +233,9 @@ class Channel(_KombuChannel):  # type: ignore[misc]
                 raise virtual.Empty()
             payload = _envelope(item) if len(item) <= self.max_entry_bytes else None
             if payload is None:
-                _refuse_unreadable(self.client, reserved_key(queue), item, self.max_entry_bytes)
+                _refuse_unreadable(self.client, keys.reserved(queue), item, self.max_entry_bytes)
                 raise virtual.Empty()
-            self.reserved_now = (reserved_key(queue), item)
+            self.reserved_now = (queue, item)
             try:
                 self.connection._deliver(payload, queue)
             finally:
@@ -251,11 +252,11 @@ class Channel(_KombuChannel):  # type: ignore[misc]
         the first sweep that sees it notes the time, and a later one returns it.
         """
         for queue in self.active_queues:
-            key = reserved_key(queue)
+            mutex_expire_s = int(older_than_s) + 1
             with self.conn_or_acquire() as client:
                 try:
-                    with kombu_redis.Mutex(client, key + ":mutex", int(older_than_s) + 1):
-                        _return_stale(client, queue, key, older_than_s)
+                    with kombu_redis.Mutex(client, keys.reserved_mutex(queue), mutex_expire_s):
+                        _return_stale(client, queue, older_than_s)
                 except kombu_redis.MutexHeld:
                     pass
 
@@ -320,8 +321,8 @@ def _refuse_unreadable(client: Any, key: str, item: bytes, max_entry_bytes: int)
     log.error("dead-lettered %s as %s", detail, letter_id)
 
 
-def _return_stale(client: Any, queue: str, key: str, older_than_s: float) -> None:
-    seen_key = key + ":seen"
+def _return_stale(client: Any, queue: str, older_than_s: float) -> None:
+    key, seen_key = keys.reserved(queue), keys.reserved_seen(queue)
     items = {hashlib.sha256(item).hexdigest(): item for item in client.lrange(key, 0, -1)}
     first_seen = {_text(d): score for d, score in client.zrange(seen_key, 0, -1, withscores=True)}
     now = time.time()

@@ -26,6 +26,19 @@ class RecordedOutcome:
     fingerprint: str | None
 
 
+@dataclass(frozen=True)
+class SqlUnitsOfWork:
+    """The pipeline's transactions, on the database `sessions` are bound to."""
+
+    sessions: sessionmaker[Session]
+
+    def __call__(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions)
+
+    def mark_published(self, event_ids: list[str], published_at: datetime) -> None:
+        mark_published_now(self.sessions, event_ids, published_at)
+
+
 def mark_published_now(
     sessions: sessionmaker[Session], event_ids: list[str], published_at: datetime
 ) -> None:

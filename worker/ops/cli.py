@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.table import Table
 
 from client import cli as client_cli
-from worker.settings import get_settings
+from schemas.fields import COMMAND_ID
 
 if TYPE_CHECKING:
     from worker.security.sealing_keys import SealingKeys
+    from worker.settings import Settings
     from worker.streams.dead_letters import DeadLetter, DeadLetterBox
 
 DEMO_WIDTH = 190
@@ -35,10 +36,18 @@ def main(ctx: click.Context) -> None:
     if ctx.invoked_subcommand in NO_WORKER_SETTINGS:
         return
     try:
-        get_settings()
+        _settings()
     except ValidationError as error:
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
         raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+def _settings() -> Settings:
+    """The worker's settings, through the bootstrap; imported here, so that a producer's
+    commands never load the worker's parts."""
+    from worker import bootstrap
+
+    return bootstrap.settings()
 
 
 main.add_command(client_cli.schema)
@@ -58,30 +67,46 @@ def worker(sessions: bool, celery_args: tuple[str, ...]) -> None:
     if sessions:
         # Before the settings are first read, here and in every pool process.
         os.environ["ACCOUNT_RESET_NODE_ROLE"] = "sessions"
-        get_settings.cache_clear()
+        from worker.bootstrap import reread_settings
+
+        reread_settings()
     from worker.app import app
     from worker.bootstrap import broker_url
     from worker.broker.signing import worker_signing_config
+    from worker.dev.embedded_redis import EmbeddedRedisUnavailable
 
-    settings = get_settings()
+    settings = _settings()
     try:
         worker_signing_config(settings)
-    except ValueError as problem:  # a producer's signing settings, on a worker
+        url = broker_url(settings)
+    except (ValueError, EmbeddedRedisUnavailable) as problem:  # a producer's signing settings
         raise click.ClickException(str(problem)) from None
-    url = broker_url(settings)
     if settings.broker_url is None:
         click.echo(f"No ACCOUNT_RESET_BROKER_URL: embedded Redis listening at {url}", err=True)
         # Producers on this machine find the embedded broker under the usual variable.
         os.environ["ACCOUNT_RESET_BROKER_URL"] = url
     argv = [
-        "worker",
         f"--queues={settings.consumed_queue}",
         f"--loglevel={settings.log_level}",
         "--without-gossip",
         "--without-mingle",
         *celery_args,
     ]
-    app.worker_main(argv)
+    run_celery_worker(app, argv)
+
+
+def run_celery_worker(app: Any, argv: list[str]) -> None:
+    """Celery's `worker` command alone. `app.worker_main` goes through Celery's command group,
+    which imports every installed `celery.commands` plugin first: with Flower installed, Flower
+    and tornado would be loaded into the worker and every pool process."""
+    from celery.bin.base import CLIContext
+    from celery.bin.worker import worker as celery_worker
+
+    # no_color None, as Celery's own command leaves it: colours only on a terminal.
+    context = CLIContext(app=app, no_color=None, workdir=None)  # type: ignore[arg-type]
+    celery_worker.main(
+        args=argv, prog_name="account-reset worker", obj=context, standalone_mode=False
+    )
 
 
 @main.group()
@@ -98,7 +123,7 @@ def upgrade(wait_seconds: float) -> None:
     from worker.db.engine import wait_for_database
     from worker.db.migrate import upgrade as run_upgrade
 
-    settings = get_settings()
+    settings = _settings()
     url = settings.database_url
     wait_for_database(url, timeout_s=wait_seconds, on_wait=lambda line: click.echo(line, err=True))
     run_upgrade(url, appid=settings.appid)
@@ -169,7 +194,7 @@ def failed_retry(letter_ids: tuple[str, ...], retry_all: bool) -> None:
         app.send_task(
             str(letter.task),
             kwargs=payload,
-            queue=get_settings().queue,
+            queue=_settings().queue,
             argsrepr="()",
             kwargsrepr=redacted_kwargs(payload),
         )
@@ -198,11 +223,11 @@ def _resealed(payload: dict[str, Any], *, letter: DeadLetter) -> dict[str, Any]:
     from worker.security.sealed_fields import resealed
     from worker.streams.dead_letters import NotRetryable
 
-    settings = get_settings()
+    settings = _settings()
     keys = settings.sealing_key_set
     if keys is None:
         return payload
-    command_id = payload.get("command_id")
+    command_id = payload.get(COMMAND_ID)
     if not isinstance(command_id, str):
         raise NotRetryable("it carries no command_id, which its sealed fields are bound to")
     young_at_letter = letter.dead_lettered_at.timestamp() - settings.sealed_max_age_s
@@ -215,7 +240,7 @@ def _resealed(payload: dict[str, Any], *, letter: DeadLetter) -> dict[str, Any]:
 def _dead_letters() -> DeadLetterBox:
     from worker.bootstrap import dead_letter_box
 
-    return dead_letter_box(get_settings())
+    return dead_letter_box(_settings())
 
 
 def _chosen(
@@ -258,7 +283,7 @@ def sealing_keys_new(keys_file: Path | None) -> None:
 @click.option("--keys-file", type=KEYS_FILE, help="Read this JWK Set, not the worker's setting.")
 def sealing_keys_public(keys_file: Path | None) -> None:
     """Print the newest key's public JWK: producers' ACCOUNT_RESET_SEALING_PUBLIC_KEY."""
-    keys = _key_set(keys_file) if keys_file else get_settings().sealing_key_set
+    keys = _key_set(keys_file) if keys_file else _settings().sealing_key_set
     if keys is None:
         raise click.UsageError("no sealing keys: set ACCOUNT_RESET_SEALING_KEYS or --keys-file")
     click.echo(json.dumps(keys.public_jwk()))
@@ -283,7 +308,7 @@ def health() -> None:
     from worker.security.eviction import eviction_status
     from worker.steps.liveness import last_consuming_at
 
-    settings = get_settings()
+    settings = _settings()
     # Redis refusing the worker's commands (full, a replica...) within the last seconds: it
     # retries, but serves nothing meanwhile.
     refused = current_refusal(settings.health_file)
@@ -327,7 +352,7 @@ def redis_acl(prefix: str, acl_file: bool) -> None:
     from worker.security.acl import ROLES, acl_file_lines, setuser_lines
 
     if not acl_file:
-        for line in setuser_lines(get_settings(), prefix):
+        for line in setuser_lines(_settings(), prefix):
             click.echo(line)
         return
     variables = {role: f"ACCOUNT_RESET_ACL_{role.upper()}_PASSWORD" for role in ROLES}
@@ -335,7 +360,7 @@ def redis_acl(prefix: str, acl_file: bool) -> None:
     if missing:
         raise click.UsageError(f"--acl-file needs {', '.join(missing)} (one password per user)")
     passwords = {role: os.environ[name] for role, name in variables.items()}
-    for line in acl_file_lines(get_settings(), passwords, prefix):
+    for line in acl_file_lines(_settings(), passwords, prefix):
         click.echo(line)
 
 

@@ -1,6 +1,9 @@
-"""Prometheus metrics, correct under Celery's prefork pool (prometheus-client's multiprocess
-mode: each process writes its own files in PROMETHEUS_MULTIPROC_DIR, and the main process
-serves their sum on `METRICS_PORT`).
+"""What happened, turned into Prometheus metrics in one place: the `Observer` the parts are
+handed (by the bootstrap), and its Prometheus implementation.
+
+Correct under Celery's prefork pool (prometheus-client's multiprocess mode: each process writes
+its own files in PROMETHEUS_MULTIPROC_DIR, and the main process serves their sum on
+`METRICS_PORT`).
 
 The worker's main process sets the directory up on `worker_init` (`prepare_multiprocess_dir`),
 before the pool forks, and its pool children inherit it.
@@ -14,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
@@ -24,6 +27,61 @@ SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 _made_here: list[str] = []
+
+
+class Observer(Protocol):
+    """What the worker's parts report; nothing else of theirs knows about metrics."""
+
+    def command_processed(self, *, command: str, outcome: str, seconds: float) -> None:
+        """A delivery answered: `outcome` is its exception code, or "success"."""
+
+    def published(self, *, by: str, delay_s: float) -> None:
+        """An outcome's event on the stream, `delay_s` after its commit; `by` "task" or "relay"."""
+
+    def retried(self, *, command: str, fault: str) -> None:
+        """A transient fault, retried."""
+
+    def dead_lettered(self, *, reason: str) -> None: ...
+
+    def guess_checked(self) -> None:
+        """A reset code checked: every guessing limit let the attempt through."""
+
+    def guess_refused(self, *, limit: str) -> None:
+        """A reset code not even looked at: `limit` is used up."""
+
+    def refused_by_redis(self, *, error: str) -> None:
+        """Redis refused a command for a while (OOM, READONLY, LOADING...)."""
+
+
+class PrometheusObserver:
+    """The worker's observer: each report one metric, in this process's own files."""
+
+    def command_processed(self, *, command: str, outcome: str, seconds: float) -> None:
+        counted = metrics()
+        counted.commands.labels(command, outcome).inc()
+        counted.duration.labels(command).observe(seconds)
+
+    def published(self, *, by: str, delay_s: float) -> None:
+        metrics().publish_delay.labels(by).observe(max(delay_s, 0.0))
+
+    def retried(self, *, command: str, fault: str) -> None:
+        metrics().retries.labels(command, fault).inc()
+
+    def dead_lettered(self, *, reason: str) -> None:
+        metrics().dead_letters.labels(reason).inc()
+
+    def guess_checked(self) -> None:
+        metrics().guesses_checked.inc()
+
+    def guess_refused(self, *, limit: str) -> None:
+        metrics().guesses_refused.labels(limit).inc()
+
+    def refused_by_redis(self, *, error: str) -> None:
+        metrics().redis_refusals.labels(error).inc()
+
+
+# Stateless (the metrics are built per process on first use): one will do for every part.
+PROMETHEUS = PrometheusObserver()
 
 
 def prepare_multiprocess_dir() -> str:

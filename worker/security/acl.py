@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+from worker import keys
 from worker.settings import Settings
 
 ROLES = ("producer", "worker", "auditor")
@@ -37,20 +38,15 @@ WORKER = [
 def acl_rules(settings: Settings) -> dict[str, list[str]]:
     """ACL SETUSER rules per role, without a password."""
     queues = [settings.queue, *([settings.sessions_queue] if settings.sessions_queue else [])]
-    binding = [
-        key for queue in queues
-        for key in (f"~_kombu.binding.{queue}", f"~_kombu.binding_permanent.{queue}")
-    ]  # fmt: skip
-    # The queues with their reserved lists and unacknowledged sets, kombu's bindings, Celery's
-    # control queues, then the worker's own keys.
+    binding = [f"~{key}" for queue in queues for key in keys.kombu_bindings(queue)]
     worker_keys = [
-        *(f"~{queue}" for queue in queues),
-        *(f"~{queue}:*" for queue in queues),
-        "~_kombu.*",
-        "~*.celery.pidbox",
-        f"~{settings.events_stream}",
-        f"~{settings.dead_letters_key}",
-        f"~{settings.attempts_key_prefix}:*",
+        f"~{pattern}"
+        for pattern in keys.worker_key_patterns(
+            queues=queues,
+            events_stream=settings.events_stream,
+            dead_letters=settings.dead_letters_key,
+            attempts_prefix=settings.attempts_key_prefix,
+        )
     ]
     return {
         "producer": [

@@ -16,7 +16,7 @@ reservations back only once it is committed (`succeeded`, run as an after-commit
 account's count is cleared, and the source's and appid's get their one attempt back, since
 those limits count wrong codes, not successes.
 
-Keys, all under `key_prefix` (one ACL pattern covers them):
+Keys, all under `key_prefix` (one ACL pattern covers them; named in worker/keys.py):
 - `<prefix>:<appid>:<accountid>`: the account's count (the key earlier versions used);
 - `<prefix>:source:<appid>:<HMAC of the source>`: never the producer's raw value;
 - `<prefix>:appid:<appid>`: the appid's ceiling;
@@ -41,7 +41,8 @@ from typing import Literal, cast
 
 import redis
 
-from worker.ops.metrics import metrics
+from worker import keys
+from worker.ops.metrics import PROMETHEUS, Observer
 
 Limit = Literal["account", "source", "appid"]
 ALLOWED = "ok"
@@ -121,6 +122,7 @@ class CodeAttempts:
     source_window_s: int = 900
     max_appid_attempts: int = 200
     appid_window_s: int = 900
+    observer: Observer = PROMETHEUS
 
     def reserve(
         self,
@@ -157,11 +159,10 @@ class CodeAttempts:
         decision = decided.decode() if isinstance(decided, bytes) else str(decided)
         refused_by = None if decision == ALLOWED else cast(Limit, decision)
         if now:
-            counted = metrics()
             if refused_by is None:
-                counted.guesses_checked.inc()
+                self.observer.guess_checked()
             else:
-                counted.guesses_refused.labels(refused_by).inc()
+                self.observer.guess_refused(limit=refused_by)
         return Reservation(refused_by=refused_by, keys=keys)
 
     def succeeded(self, reservation: Reservation) -> None:
@@ -181,19 +182,19 @@ class CodeAttempts:
         return int(cast(bytes | None, self.client.get(key)) or 0)
 
     def _account_key(self, appid: str, accountid: str) -> str:
-        return f"{self.key_prefix}:{appid}:{accountid}"
+        return keys.account_attempts(self.key_prefix, appid, accountid)
 
     def _source_key(self, appid: str, source: str) -> str:
         # Keyed, so the count's name tells nothing of the address or device it counts.
-        return f"{self.key_prefix}:source:{appid}:{self._named('source', appid, source)}"
+        return keys.source_attempts(self.key_prefix, appid, self._named("source", appid, source))
 
     def _appid_key(self, appid: str) -> str:
-        return f"{self.key_prefix}:appid:{appid}"
+        return keys.appid_attempts(self.key_prefix, appid)
 
     def _delivery_key(self, appid: str, command_id: str, accountid: str, code: str) -> str:
         # Without a secret, a code in a name could be tested offline: the guess stays out.
         guess = self._named("delivery", appid, accountid, "" if self.naming_key is None else code)
-        return f"{self.key_prefix}:delivery:{appid}:{command_id}:{guess}"
+        return keys.delivery_decision(self.key_prefix, appid, command_id, guess)
 
     def _named(self, *parts: str) -> str:
         """An HMAC of `parts`, the first naming the use, so no two uses share a name."""

@@ -28,10 +28,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import AliasChoices, BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
+from schemas.fields import APPID, COMMAND_ID
+
 # HKDF's `info`: this key does one job, apart from every other use of the same secret.
 _KEY_PURPOSE = b"account-reset-worker/request-fingerprint/v1"
 # The request's own fields: never part of what identifies the request.
-_NOT_FINGERPRINTED = frozenset({"command_id", "appid"})
+_NOT_FINGERPRINTED = frozenset({COMMAND_ID, APPID})
 
 
 def derived_key(secret: str) -> bytes:

@@ -25,16 +25,17 @@ from client.sealing import (
     Binding,
     seal,
 )
-from schemas import ExceptionCode
+from schemas import ExceptionCode, fields
 from schemas.codes import CommandRejected
+from schemas.fields import SECRET_FIELDS, spellings
 from worker.security.sealing import Sealer, SealError
 from worker.security.sealing_keys import SealingKeys
 
 SEALED = "sealed"
 # The fields that must be sealed when sealing is required (both spellings of each).
-REQUIRED_FIELDS = frozenset({"new-password", "new_password", "secret-code", "secret_code"})
+REQUIRED_FIELDS = spellings(*SECRET_FIELDS)
 # Fields a producer may seal; the username too, though it is not required.
-SEALABLE_FIELDS = REQUIRED_FIELDS | {"username"}
+SEALABLE_FIELDS = spellings(*fields.SEALABLE_FIELDS)
 # A token for a field at the length cap is about 1.4 times as long, plus its header (at most
 # 1 KiB of JSON, joserfc's own cap, so about 1.4 KiB as base64).
 TOKEN_LENGTH_FACTOR = 2
@@ -66,7 +67,7 @@ class SealedFields:
         altered, no key configured), was sealed for another command, field or command_id, or
         is stamped ahead of the clock, and for a plaintext secret when sealing is required.
         """
-        carried = payload.get("command_id") == command_id
+        carried = payload.get(fields.COMMAND_ID) == command_id
         opened = dict(payload)
         refused: set[ExceptionCode] = set()
         for field in sorted(SEALABLE_FIELDS & payload.keys()):

@@ -10,7 +10,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken
+
+from client.sealing import multi_fernet
 
 
 class SealError(Exception):
@@ -21,13 +23,7 @@ class Sealer:
     """Seals with the first key; opens with any, so keys can be rotated."""
 
     def __init__(self, keys: Sequence[str]) -> None:
-        if not keys:
-            raise ValueError("no key")
-        try:
-            self._fernet = MultiFernet([Fernet(key) for key in keys])
-        except (ValueError, TypeError):
-            # Fernet's message is generic, but keep the key's text out of any traceback.
-            raise ValueError("not a Fernet key") from None
+        self._fernet = multi_fernet(keys)  # a ValueError unless each is a Fernet key
 
     def seal(self, value: Any) -> str:
         return self._fernet.encrypt(json.dumps(value).encode()).decode()

@@ -20,7 +20,7 @@ from typing import Any
 from celery import bootsteps
 from celery.worker import state
 
-from worker.settings import get_settings
+from worker import bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class DrainOnShutdown(bootsteps.StartStopStep):
         if not stopping or hub is None or consumer.task_consumer is None:
             return
         consumer.task_consumer.cancel()
-        deadline = time.monotonic() + get_settings().soft_shutdown_timeout_s
+        deadline = time.monotonic() + bootstrap.settings().soft_shutdown_timeout_s
         log.info("shutdown: draining %d command(s) in flight", _in_flight(consumer))
         # A result read in one round queues its acknowledgement for the next: run until both
         # the pool and the loop's queue of ready callbacks are empty.

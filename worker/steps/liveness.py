@@ -19,7 +19,7 @@ from typing import Any
 
 from celery import bootsteps
 
-from worker.settings import get_settings
+from worker import bootstrap
 
 log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 2.0
@@ -31,7 +31,7 @@ class HealthNotes(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def start(self, consumer: Any) -> None:
-        self.path = get_settings().health_file
+        self.path = bootstrap.settings().health_file
         self.timer = consumer.timer.call_repeatedly(CHECK_INTERVAL_S, self._note, (consumer,))
 
     def stop(self, consumer: Any) -> None:  # noqa: ARG002  # the step's interface

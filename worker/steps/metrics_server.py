@@ -8,9 +8,8 @@ from typing import Any
 from celery import bootsteps
 
 from client.redis_clients import redis_client
-from worker.bootstrap import broker_url
+from worker import bootstrap
 from worker.ops.metrics import remove_multiprocess_dir, serve
-from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +22,10 @@ class MetricsStep(bootsteps.StartStopStep):
         self.server: Any = None
 
     def start(self, parent: Any) -> None:  # noqa: ARG002  # the step's interface
-        settings = get_settings()
+        settings = bootstrap.settings()
         if settings.metrics_port is None:
             return
-        broker = redis_client(broker_url(settings), settings.redis_options)
+        broker = redis_client(bootstrap.broker_url(settings), settings.redis_options)
         queue = settings.consumed_queue
 
         def queue_depth() -> dict[str, int]:

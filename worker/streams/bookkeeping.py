@@ -15,20 +15,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import redis
 
 from schemas import CommandOutcome, OutcomeStatus, ResetAccountPassword
-from worker.db.unit_of_work import UnitOfWork
+from worker import keys
 from worker.streams.cache import DashboardCache
 
 log = logging.getLogger(__name__)
 
 RESET_CODES_USED = "resetcodes-used"
-# One key per counted event, on the metrics Redis: "this event's counters were incremented".
-COUNTED_MARKER_PREFIX = "account-reset:dashboard-metrics-counted"
+# The markers' common prefix, as tests know it (worker/keys.py names every key).
+COUNTED_MARKER_PREFIX = keys.COUNTED_MARKER_PREFIX
 
 # Set the marker and increment every counter, or do nothing if the marker is there.
 # KEYS[1]: marker, KEYS[2]: the dashboard's hash; ARGV[1]: marker lifetime (s); ARGV[2..]: fields.
@@ -43,6 +43,14 @@ return 0
 """
 
 MetricsStore = Literal["database", "redis", "off"]
+
+
+class MetricRows(Protocol):
+    """The dashboard's metrics table, in a command's transaction (a unit of work)."""
+
+    def count_dashboard_metric(
+        self, *, appid: str, metricids: list[str], now: datetime
+    ) -> None: ...
 
 
 def metric_ids(name: str, moment: datetime, zone: ZoneInfo) -> list[str]:
@@ -62,7 +70,7 @@ class DashboardBookkeeping:
     # How long a Redis marker stays: as long as the command_id is remembered, and a day more.
     marker_ttl_s: int = 31 * 24 * 3600
 
-    def in_transaction(self, uow: UnitOfWork, outcome: CommandOutcome) -> None:
+    def in_transaction(self, uow: MetricRows, outcome: CommandOutcome) -> None:
         """Count in the dashboard's table with the update itself (a rollback uncounts it)."""
         if self.metrics_store == "database" and _counts(outcome):
             assert outcome.appid is not None
@@ -95,8 +103,8 @@ class DashboardBookkeeping:
             self.metrics_client.eval(
                 _COUNT_ONCE,
                 2,
-                f"{COUNTED_MARKER_PREFIX}:{outcome.event_id}",
-                f"{outcome.appid}/metrics",
+                keys.counted_marker(outcome.event_id),
+                keys.dashboard_metrics(str(outcome.appid)),
                 self.marker_ttl_s,
                 *fields,
             )

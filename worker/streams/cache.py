@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import redis
 
+from worker import keys
+
 
 @dataclass(frozen=True)
 class DashboardCache:
     client: redis.Redis | None
 
     def forget(self, accountid: str) -> None:
-        # The dashboard keys its cache by the bare accountid.
         if self.client is not None:
-            self.client.delete(accountid)
+            self.client.delete(keys.dashboard_cache(accountid))

@@ -7,6 +7,7 @@ the same command_id, while Redis never holds a plaintext secret.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,17 +17,20 @@ from typing import Any, cast
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas import CommandOutcome, ExceptionCode
 from schemas.commands import is_storable, storable
 from schemas.display import DISPLAYABLE_FIELDS, MAX_DISPLAYED_LENGTH
-from worker.ops.metrics import metrics
+from schemas.fields import COMMAND_ID, SEALABLE_FIELDS, spellings
+from worker.ops.metrics import PROMETHEUS, Observer
 from worker.security.sealing import Sealer
+from worker.streams.publisher import EventStream
+
+log = logging.getLogger(__name__)
 
 LETTER_FIELD = "letter"
 # Field names that are shown as names (their values never are); any other name is a
 # producer's own text and could be anything, so it is listed as UNNAMED_FIELD.
-KNOWN_FIELDS = DISPLAYABLE_FIELDS | {
-    "secret-code", "secret_code", "username", "new-password", "new_password",
-}  # fmt: skip
+KNOWN_FIELDS = DISPLAYABLE_FIELDS | spellings(*SEALABLE_FIELDS)
 UNNAMED_FIELD = "(unrecognised field)"
 MAX_DETAIL_LENGTH = 200
 
@@ -104,7 +108,7 @@ def sealed_letter(
     hidden = {k: v for k, v in payload.items() if k not in clear}
     names = sorted({k if k in KNOWN_FIELDS else UNNAMED_FIELD for k in hidden})
     sealed = sealer.seal(hidden) if sealer is not None and hidden else None
-    command_id = clear.get("command_id") or _shown(task_id, MAX_DISPLAYED_LENGTH)
+    command_id = clear.get(COMMAND_ID) or _shown(task_id, MAX_DISPLAYED_LENGTH)
     return DeadLetter(
         reason=reason,
         detail=_shown(detail, MAX_DETAIL_LENGTH) or "",
@@ -148,6 +152,7 @@ class DeadLetterBox:
     key: str
     maxlen: int | None
     sealer: Sealer | None
+    observer: Observer = PROMETHEUS
 
     def put(self, letter: DeadLetter) -> str:
         entry_id = self.client.xadd(
@@ -156,7 +161,7 @@ class DeadLetterBox:
             maxlen=self.maxlen,
             approximate=True,
         )
-        metrics().dead_letters.labels(letter.reason.value).inc()
+        self.observer.dead_lettered(reason=letter.reason.value)
         return _text(entry_id)
 
     def all(self, *, limit: int | None = None) -> list[DeadLetter]:
@@ -186,7 +191,42 @@ class DeadLetterBox:
                 raise NotRetryable("its fields are sealed and ACCOUNT_RESET_PAYLOAD_KEY is unset")
             hidden = self.sealer.open(letter.sealed)
         # Pinning the command_id makes a repeated retry a replay, never a second effect.
-        return {**letter.fields, **hidden, "command_id": letter.command_id}
+        return {**letter.fields, **hidden, COMMAND_ID: letter.command_id}
+
+
+def dead_letter_and_answer(
+    box: DeadLetterBox,
+    events: EventStream,
+    *,
+    reason: Reason,
+    detail: str,
+    task: str | None,
+    task_id: str | None,
+    kwargs: Any,
+    hostname: str | None,
+    answer: ExceptionCode | None,
+    command_id: str | None = None,
+    retries: int = 0,
+    cause: str | None = None,
+) -> str:
+    """Keep a message the worker refused or gave up on, for operators; then, when `answer` is
+    given, tell its producer: a failure event with that code under `command_id`, for the
+    command `task` names. The letter goes first: should Redis not take it, nothing was said
+    and the message, still unacknowledged, comes back. Returns the letter's id."""
+    letter = sealed_letter(
+        reason=reason, detail=detail, task=task, task_id=task_id, kwargs=kwargs,
+        sealer=box.sealer, retries=retries, hostname=hostname, cause=cause,
+    )  # fmt: skip
+    letter_id = box.put(letter)
+    log.error(
+        "dead-lettered task %s id %s command_id %s (%s: %s) as %s",
+        letter.task, letter.task_id, letter.command_id, reason.value, letter.detail, letter_id,
+    )  # fmt: skip
+    if answer is not None and task is not None and command_id is not None:
+        events.publish(
+            CommandOutcome.failure(command_id=command_id, command=task, code=answer, appid=None)
+        )
+    return letter_id
 
 
 def _why_not(letter: DeadLetter) -> str:

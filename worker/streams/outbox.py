@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.db.unit_of_work import UnitOfWork
-from worker.ops.metrics import metrics
+from worker.ops.metrics import PROMETHEUS, Observer
 from worker.streams.bookkeeping import DashboardBookkeeping
 from worker.streams.publisher import EventStream
 
@@ -34,6 +34,7 @@ class OutboxRelay:
     grace: timedelta
     batch_size: int
     retention: timedelta
+    observer: Observer = PROMETHEUS
 
     def relay_once(self, now: datetime | None = None) -> int:
         """Publish one batch of overdue outcomes; returns how many."""
@@ -48,7 +49,7 @@ class OutboxRelay:
                     done.append(outcome.event_id)
                 self.events.publish(outcome)
                 delay = (datetime.now(UTC) - outcome.occurred_at).total_seconds()
-                metrics().publish_delay.labels("relay").observe(max(delay, 0.0))
+                self.observer.published(by="relay", delay_s=delay)
             if done:
                 uow.mark_published(done, now)
             uow.prune_outcomes(published_before=now - self.retention)

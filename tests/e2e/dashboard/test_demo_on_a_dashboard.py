@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.e2e.dashboard.driver import Dashboard, dashboard_storage_env
-from tests.support import TEST_BCRYPT_ROUNDS, unique
-
-CLI = str(Path(sys.executable).parent / "account-reset")
+from tests.support.ids import unique
+from tests.support.keys import TEST_BCRYPT_ROUNDS
+from tests.support.probes import CLI
 
 
 def test_the_demo_runs_twice_on_a_stock_dashboards_database_and_leaves_its_users_alone(

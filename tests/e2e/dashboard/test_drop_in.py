@@ -26,15 +26,11 @@ import redis
 from client import AccountResetClient
 from client.settings import ClientSettings
 from schemas import CommandOutcome, OutcomeStatus
-from tests import conftest
 from tests.e2e.dashboard.driver import Dashboard, DashboardError, dashboard_storage_env
-from tests.support import (
-    TEST_HASH_KEY,
-    TEST_SEALING_PUBLIC_KEY,
-    WorkerProcess,
-    unique,
-    worker_env,
-)
+from tests.support import databases
+from tests.support.ids import unique
+from tests.support.keys import TEST_HASH_KEY, TEST_SEALING_PUBLIC_KEY
+from tests.support.workers import WorkerProcess, worker_env
 from worker.db.migrate import upgrade
 from worker.streams.bookkeeping import COUNTED_MARKER_PREFIX, RESET_CODES_USED
 
@@ -57,7 +53,7 @@ class Setup:
 
 SETUPS = [
     Setup(backend, keys, first)
-    for backend in conftest.BACKENDS
+    for backend in databases.BACKENDS
     for keys in ("keyed", "unkeyed")
     for first in ("dashboard-first", "worker-first")
 ] + [
@@ -146,7 +142,7 @@ def stack(
     setup: Setup = request.param
     appid = unique("dash").replace("-", "_")
     directory = tmp_path_factory.mktemp("dashboard")
-    with conftest.backend_database(setup.backend, directory) as database_url:
+    with databases.backend_database(setup.backend, directory) as database_url:
         urls = {"appid": appid, "database_url": database_url, "redis_url": redis_url}
         if setup.first == "worker-first":
             upgrade(database_url, appid=appid)

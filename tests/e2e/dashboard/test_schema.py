@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests import conftest
 from tests.e2e.dashboard.driver import Dashboard, dashboard_storage_env
-from tests.support import unique
+from tests.support import databases
+from tests.support.ids import unique
 from worker.db.column_types import DashboardDate
 from worker.db.engine import create_db_engine
 from worker.db.migrate import upgrade
@@ -95,7 +95,7 @@ def _by_the_old_worker(url: str, appid: str) -> None:
     upgrade(url, appid=appid)
 
 
-@pytest.mark.parametrize("backend", conftest.BACKENDS)
+@pytest.mark.parametrize("backend", databases.BACKENDS)
 def test_the_workers_tables_are_the_dashboards_whoever_makes_them(
     backend: str, tmp_path: Path
 ) -> None:
@@ -109,7 +109,7 @@ def test_the_workers_tables_are_the_dashboards_whoever_makes_them(
     if backend == "mariadb":
         del makers["old worker, upgraded"]  # the old worker never ran on MariaDB
     for maker, make in makers.items():
-        with conftest.backend_database(backend, tmp_path) as url:
+        with databases.backend_database(backend, tmp_path) as url:
             make(url, appid)
             engine = create_db_engine(url)
             schemas[maker] = {table: described(engine, table) for table in DASHBOARD_TABLES}

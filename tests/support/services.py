@@ -18,11 +18,9 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
@@ -30,6 +28,9 @@ from typing import Literal, Self
 import psycopg
 import redis
 from psycopg import sql
+
+from tests.support.waiting import poll_until
+from worker.dev.processes import free_port
 
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -50,12 +51,6 @@ LOG_TAIL_CHARS = 4000
 
 class ServiceError(RuntimeError):
     """A private server could not be set up, started or stopped."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def find_postgres_bin_dir() -> Path:
@@ -117,15 +112,41 @@ def _children(pid: int) -> list[int]:
 
 
 def _wait_until_dead(pids: Iterable[int], deadline_s: float) -> None:
-    remaining = set(pids)
-    deadline = time.monotonic() + deadline_s
-    while remaining:
-        remaining = {pid for pid in remaining if _is_alive(pid)}
-        if not remaining:
-            return
-        if time.monotonic() > deadline:
-            raise ServiceError(f"processes {sorted(remaining)} outlived SIGKILL")
-        time.sleep(POLL_INTERVAL_S)
+    victims = sorted(pids)
+    poll_until(
+        lambda: not any(_is_alive(pid) for pid in victims),
+        deadline_s,
+        f"processes {victims} gone after SIGKILL",
+        interval_s=POLL_INTERVAL_S,
+    )
+
+
+def wait_until_serving(
+    client: redis.Redis,
+    process: subprocess.Popen[bytes],
+    timeout_s: float,
+    log: Callable[[], str],
+) -> None:
+    """Until the redis-server `process` answers `client`; ServiceError (with its `log()`) if it
+    exits, if another server answers on its port, or at the deadline."""
+
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise ServiceError(f"redis-server exited with {process.returncode}:\n{log()}")
+        try:
+            served_by = int(client.info("server")["process_id"])
+        except redis.RedisError:
+            return False  # not listening yet, or LOADING a large AOF
+        # The PID check guards against answering for some other server that took the port
+        # while ours failed to bind it.
+        if served_by != process.pid:
+            raise ServiceError(f"{client} is served by another redis-server")
+        return True
+
+    try:
+        poll_until(serving, timeout_s, "redis-server answering", interval_s=POLL_INTERVAL_S)
+    except TimeoutError as error:
+        raise ServiceError(f"{error}:\n{log()}") from error
 
 
 class _PrivateService:
@@ -318,17 +339,22 @@ class PrivatePostgres(_PrivateService):
 
     def _wait_until_accepting(self) -> None:
         # pg_ctl -w reads readiness from the pid file; a TCP connect proves what clients need.
-        deadline = time.monotonic() + POSTGRES_START_DEADLINE_S
-        while True:
+        def accepting() -> bool:
             try:
                 psycopg.connect(self.url, connect_timeout=2).close()
-                return
-            except psycopg.OperationalError as error:
-                if time.monotonic() > deadline:
-                    raise ServiceError(
-                        f"PostgreSQL not accepting on port {self.port}: {error}\n{self.log()}"
-                    ) from error
-                time.sleep(POLL_INTERVAL_S)
+            except psycopg.OperationalError:
+                return False
+            return True
+
+        try:
+            poll_until(
+                accepting,
+                POSTGRES_START_DEADLINE_S,
+                f"PostgreSQL accepting on port {self.port}",
+                interval_s=POLL_INTERVAL_S,
+            )
+        except TimeoutError as error:
+            raise ServiceError(f"{error}\n{self.log()}") from error
 
     def _run(self, tool: str, *args: str, timeout: float) -> None:
         argv = [str(self.bin_dir / tool), *args]
@@ -438,25 +464,8 @@ class PrivateRedis(_PrivateService):
 
     def _wait_until_ready(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + REDIS_START_DEADLINE_S
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
         try:
-            while True:
-                if self.process.poll() is not None:
-                    raise ServiceError(
-                        f"redis-server exited with {self.process.returncode}:\n{self.log()}"
-                    )
-                try:
-                    # The PID check guards against answering for some other server that took
-                    # the port while ours failed to bind it.
-                    if int(client.info("server")["process_id"]) == self.process.pid:
-                        return
-                    raise ServiceError(f"port {self.port} is served by another redis-server")
-                except redis.RedisError:
-                    # Also covers LOADING while a large AOF is replayed.
-                    pass
-                if time.monotonic() > deadline:
-                    raise ServiceError(f"Redis not ready on port {self.port}:\n{self.log()}")
-                time.sleep(POLL_INTERVAL_S)
+            wait_until_serving(client, self.process, REDIS_START_DEADLINE_S, self.log)
         finally:
             client.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.faults.services import REDIS_SERVER, free_port
+from tests.support.services import REDIS_SERVER, wait_until_serving
+from worker.dev.processes import free_port
 
 START_DEADLINE_S = 10.0
 STOP_DEADLINE_S = 10.0
@@ -164,21 +164,15 @@ class TlsRedis:
             "--logfile", str(self.log_path),
         ]  # fmt: skip
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_DEADLINE_S
         client = self.admin()
         try:
-            while True:
-                try:
-                    if int(client.info("server")["process_id"]) == self.process.pid:
-                        return self
-                except redis.RedisError:
-                    pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.__exit__(None, None, None)
-                    raise RuntimeError(f"TLS redis-server did not start:\n{self.log()}")
-                time.sleep(0.05)  # polled until it answers; the deadline bounds it
+            wait_until_serving(client, self.process, START_DEADLINE_S, self.log)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         finally:
             client.close()
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,152 @@
+"""The `account-reset` console script running workers, as real processes: `worker` with an
+embedded Redis, `demo`, and what docker-compose.yml runs (the CLI's other commands:
+tests/integration/test_cli.py)."""
+
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from client.events import wait_for_outcomes
+from tests.support.keys import TEST_BCRYPT_ROUNDS
+from tests.support.probes import CLI, health_until, http_get, http_until
+from tests.support.workers import clean_env, remove_health_files, worker_env
+from worker.dev.processes import free_port
+
+DEADLINE_S = 60.0
+
+
+class LineReader:
+    """Collects a process's output lines on a thread, so the test can wait with a deadline."""
+
+    def __init__(self, stream: object) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.put(line)
+
+    def wait_for(self, pattern: str) -> re.Match[str]:
+        while True:
+            line = self.lines.get(timeout=DEADLINE_S)
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+
+
+@pytest.fixture
+def embedded_worker(tmp_path: Path) -> Iterator[tuple[str, LineReader]]:
+    database_url = f"sqlite:///{tmp_path / 'accounts.db'}"
+    env = clean_env(
+        ACCOUNT_RESET_DATABASE_URL=database_url,
+        ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS),
+    )
+    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
+    process = subprocess.Popen(
+        [CLI, "worker", "--concurrency=1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    reader = LineReader(process.stdout)
+    try:
+        yield database_url, reader
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE_S) == 0
+
+
+def test_worker_without_a_broker_url_starts_an_embedded_redis_and_says_where(
+    embedded_worker: tuple[str, LineReader],
+) -> None:
+    _, reader = embedded_worker
+    url = reader.wait_for(r"embedded Redis listening at (redis://\S+)").group(1)
+
+    producer = Celery(broker=url)
+    sent = producer.send_task(
+        "reset-session-key", kwargs={"accountid": "acct_nobody"}, queue="account-reset"
+    )
+    client = redis.Redis.from_url(url)
+    found = wait_for_outcomes(client, "account-reset:events", {sent.id}, timeout_s=DEADLINE_S)
+    assert found[sent.id].code == "invalid-accountid"
+    client.close()
+
+
+def test_demo_runs_every_scenario() -> None:
+    result = subprocess.run(
+        [CLI, "demo"], env=clean_env(ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS)),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All 15 scenarios gave the expected outcome." in result.stdout
+    for code in (
+        "invalid-accountid", "invalid-account", "invalid-secret-code", "invalid-username",
+        "invalid-password", "invalid-password-length", "invalid-reset-code",
+    ):  # fmt: skip
+        assert code in result.stdout
+
+
+def test_the_compose_commands_run_a_production_worker(
+    redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """What docker-compose.yml runs: `db upgrade`, then `worker` in production mode with its
+    metrics port and JSON logs, its healthcheck `account-reset health`, and Flower behind
+    basic auth."""
+    env = clean_env(**worker_env(redis_url=redis_url, database_url=database_url))
+    env |= {
+        "ACCOUNT_RESET_ENVIRONMENT": "production",
+        "ACCOUNT_RESET_BCRYPT_ROUNDS": "10",  # production's minimum
+        "ACCOUNT_RESET_METRICS_PORT": str(free_port()),
+        "ACCOUNT_RESET_LOG_FORMAT": "json",
+    }
+    flower_port = free_port()
+    subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
+    with (tmp_path / "worker.log").open("wb") as log:
+        process = subprocess.Popen([CLI, "worker"], env=env, stdout=log, stderr=log)
+        # As compose runs it: the broker and basic auth, no worker setting, no key.
+        flower_env = {k: v for k, v in env.items() if not k.startswith("ACCOUNT_RESET_")}
+        flower = subprocess.Popen(
+            [str(Path(sys.executable).parent / "celery"), "flower",
+             f"--port={flower_port}", "--address=127.0.0.1"],
+            env={**flower_env, "CELERY_BROKER_URL": redis_url,
+                 "FLOWER_BASIC_AUTH": "admin:flower-password"},
+            stdout=log, stderr=log,
+        )  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
+    try:
+        sent = Celery(broker=redis_url).send_task(
+            "reset-session-key",
+            kwargs={"accountid": "acct_nobody"},
+            queue=env["ACCOUNT_RESET_QUEUE"],
+        )
+        found = wait_for_outcomes(client, stream, {sent.id}, timeout_s=DEADLINE_S)
+        assert found[sent.id].code == "invalid-accountid"
+        healthy = health_until(env, lambda answer: answer.returncode == 0, "healthy")
+        assert healthy.stdout.startswith("healthy")
+        metrics = http_get(f"http://127.0.0.1:{env['ACCOUNT_RESET_METRICS_PORT']}/metrics")
+        assert b'outcome="invalid-accountid"' in metrics[1]
+        workers = f"http://127.0.0.1:{flower_port}/api/workers"
+        assert http_until(workers)[0] == 401
+        assert http_get(workers, "admin:flower-password")[0] == 200
+    finally:
+        flower.terminate()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE_S) == 0
+        flower.wait(timeout=DEADLINE_S)
+        client.delete(stream, env["ACCOUNT_RESET_QUEUE"])
+        client.close()
+        remove_health_files(env)
+    assert any(
+        line.startswith(b"{") for line in (tmp_path / "worker.log").read_bytes().splitlines()
+    )
