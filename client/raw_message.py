@@ -1,4 +1,4 @@
-"""A Celery protocol-2 message as a producer without a Celery library writes it (the README's
+"""A Celery protocol-2 message as a producer without a Celery library writes it (docs/contract.md's
 wire contract): what the Node example sends, and what the tests and the benchmark push."""
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A secret field travels as `{"sealed": TOKEN}`. TOKEN's protected header, which AES-GCM
 authenticates, binds the value to where it was sealed for: `cmd` (the task name), `fld` (the
 field, hyphen spelling), `cid` (the message's command_id) and `iat` (Unix seconds). The worker
-opens it only there, and only while it is young (README: "The sealed format"). A producer holds
-the public key alone, so it cannot open what another producer sealed.
+opens it only there, and only while it is young (docs/security.md: "The sealed format"). A
+producer holds the public key alone, so it cannot open what another producer sealed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from joserfc.registry import HeaderParameter, is_str
 ALGORITHM = "ECDH-ES"
 ENCRYPTION = "A256GCM"
 CURVE = "P-256"
-# The binding, in the protected header: names the Node example and the README use too.
+# The binding, in the protected header: names the Node example and docs/security.md use too.
 COMMAND_HEADER, FIELD_HEADER, COMMAND_ID_HEADER, ISSUED_AT_HEADER = "cmd", "fld", "cid", "iat"
 
 

@@ -2,7 +2,7 @@
 # Seal one secret field for account-reset-worker with nothing but openssl, in the LEGACY format:
 # a Fernet token (https://github.com/fernet/spec) under the shared PAYLOAD_KEY. It binds nothing,
 # so the worker opens it only with ACCOUNT_RESET_LEGACY_FERNET_SEALED=true, until 0.3.0 removes
-# it. Producers seal to the worker's public key instead (a JWE; README: "The sealed format"),
+# it. Producers seal to the worker's public key instead (a JWE; docs/security.md: "The sealed format"),
 # which openssl alone cannot reasonably do. Reads the secret on standard input, prints the
 # token; send the field as {"sealed": "<token>"}.
 #

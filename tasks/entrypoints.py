@@ -1,6 +1,6 @@
 """The Celery tasks. Each names its command's schema; its rules come from the handlers table.
 
-Producers call them by name with keyword arguments only (see the README's wire contract).
+Producers call them by name with keyword arguments only (see docs/contract.md).
 The path of a command goes on in tasks/pipeline.py, then tasks/handlers.py.
 """
 

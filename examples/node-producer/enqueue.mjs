@@ -37,7 +37,7 @@ if (publicJwk?.d) {
 }
 const publicKey = publicJwk && (await importJWK(publicJwk, "ECDH-ES"));
 
-// The README's sealed format: a compact JWE (ECDH-ES, A256GCM) whose protected header binds the
+// The sealed format (docs/security.md): a compact JWE (ECDH-ES, A256GCM) whose protected header binds the
 // value to this command, this field and this command_id, stamped now; it opens nowhere else.
 async function seal(text, { task, field, commandId }) {
   return new CompactEncrypt(new TextEncoder().encode(text))

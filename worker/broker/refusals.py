@@ -16,14 +16,11 @@ those may be a command's sealed fields.
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
 from pathlib import Path
 
 import redis
 
-from worker.ops.health_notes import fresh_note, note_path, write_note
+from worker.ops.health_notes import ThrottledNote, fresh_note, note_path
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +85,7 @@ def refusal_note_path(health_file: Path) -> Path:
     return note_path(health_file, "redis-refused")
 
 
-_last_noted: dict[str, float] = {}
-_noting = threading.Lock()
+_notes = ThrottledNote("Redis refusal", every_s=NOTE_EVERY_S)
 
 
 def note_refusal(kind: str, *, where: str) -> None:
@@ -97,17 +93,9 @@ def note_refusal(kind: str, *, where: str) -> None:
     from worker import bootstrap
 
     bootstrap.observer().refused_by_redis(error=kind)
-    now = time.time()
-    with _noting:
-        if now - _last_noted.get(kind, 0.0) < NOTE_EVERY_S:
-            return
-        _last_noted[kind] = now
-    log.warning("Redis refused %s (%s): will try again", where, kind)
-    try:
-        path = refusal_note_path(bootstrap.settings().health_file)
-        write_note(path, {"error": kind, "at": now, "pid": os.getpid()})
-    except OSError as exc:  # a note must never turn a transient fault into a lasting one
-        log.warning("Redis refusal not noted: %s", type(exc).__name__)
+    path = refusal_note_path(bootstrap.settings().health_file)
+    if _notes.write(path, kind, {"error": kind}):
+        log.warning("Redis refused %s (%s): will try again", where, kind)
 
 
 def current_refusal(health_file: Path, *, now: float | None = None) -> str | None:

@@ -10,15 +10,12 @@ it while the note is fresh: "unhealthy: database is read-only".
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
 from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
 from worker.db.faults import fault_cause
-from worker.ops.health_notes import fresh_note, note_path, write_note
+from worker.ops.health_notes import ThrottledNote, fresh_note, note_path
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +26,7 @@ NOTE_EVERY_S = 1.0
 # Contention, not a database that cannot be written: these leave the probe alone.
 NOT_NOTED = frozenset({"lock wait timeout", "deadlock", "serialization failure"})
 
-_noting = threading.Lock()
-_last_noted_at = 0.0
+_notes = ThrottledNote("database fault", every_s=NOTE_EVERY_S)
 
 
 def database_note_path(health_file: Path) -> Path:
@@ -39,21 +35,13 @@ def database_note_path(health_file: Path) -> Path:
 
 def note_database_fault(exc: BaseException, health_file: Path) -> None:
     """Note a fault that keeps the worker from writing (read-only, refused, shut down)."""
-    global _last_noted_at  # one note per process, rate-limited
     if not isinstance(exc, DBAPIError):
         return
     cause = fault_cause(exc)
     if cause is None or cause in NOT_NOTED:
         return
-    now = time.time()
-    with _noting:
-        if now - _last_noted_at < NOTE_EVERY_S:
-            return
-        _last_noted_at = now
-    try:
-        write_note(database_note_path(health_file), {"cause": cause, "at": now, "pid": os.getpid()})
-    except OSError as error:  # a note must never turn a transient fault into a lasting one
-        log.warning("database fault not noted: %s", type(error).__name__)
+    # One kind for every cause: a process notes one database fault a second at the most.
+    _notes.write(database_note_path(health_file), "database", {"cause": cause})
 
 
 def current_database_fault(health_file: Path, *, now: float | None = None) -> str | None:

@@ -5,7 +5,7 @@ worker's public key, so the broker, its append-only file and its replicas never 
 in plaintext, and no producer can open another's. The token's protected header binds it to one
 field of one command (`cmd`, `fld`, `cid`) and stamps it (`iat`): it opens nowhere else, and not
 after SEALED_MAX_AGE_S, so a value cut from one message and pasted into another is refused. The
-README's "The sealed format" gives it for producers in any language.
+docs/security.md, "The sealed format", gives it for producers in any language.
 
 Legacy (goes in 0.3.0): a Fernet token under the shared PAYLOAD_KEY, opened only with
 LEGACY_FERNET_SEALED=true; it binds nothing.
