@@ -40,3 +40,25 @@ def test_production_without_a_hash_key_refuses_to_start_and_says_why() -> None:
     assert result.returncode != 0
     assert "ACCOUNT_RESET_HASH_KEY must be set outside development" in result.stderr
     assert "broker-password" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("flag", ["--version", "-h", "--help"])
+def test_version_and_help_need_no_settings(flag: str) -> None:
+    """Issue 16, finding 13: `--version` and `-h` as Celery's tools have them, answered even
+    where the worker's settings would be refused (production without a hash key)."""
+    result = subprocess.run(
+        [CLI, flag],
+        env=clean_env(ACCOUNT_RESET_ENVIRONMENT="production"),
+        capture_output=True, text=True, timeout=DEADLINE_S,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
+    expected = "account-reset, version 0." if flag == "--version" else "Usage: account-reset"
+    assert result.stdout.startswith(expected)
+
+
+def test_subcommands_take_h_for_help() -> None:
+    result = subprocess.run(
+        [CLI, "db", "upgrade", "-h"], env=clean_env(), capture_output=True, text=True,
+        timeout=DEADLINE_S,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout.split()[:2]) == (0, ["Usage:", "account-reset"])

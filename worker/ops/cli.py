@@ -29,7 +29,8 @@ DEMO_WIDTH = 190
 NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events"})
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="account-reset-worker", prog_name="account-reset")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """account-reset-worker: applies account-security commands from a Redis queue."""
