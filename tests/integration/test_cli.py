@@ -62,3 +62,30 @@ def test_subcommands_take_h_for_help() -> None:
         timeout=DEADLINE_S,
     )  # fmt: skip
     assert (result.returncode, result.stdout.split()[:2]) == (0, ["Usage:", "account-reset"])
+
+
+@pytest.mark.parametrize("fresh_database_url", databases.BACKENDS, indirect=True)
+def test_db_current_and_downgrade(fresh_database_url: str) -> None:
+    """Issue 16, finding 13: `db current` and `db downgrade` beside `db upgrade`; a revision
+    that does not exist is one line, not a traceback."""
+
+    def db(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLI, "db", *args],
+            env=clean_env(ACCOUNT_RESET_DATABASE_URL=fresh_database_url),
+            capture_output=True, text=True, timeout=DEADLINE_S,
+        )  # fmt: skip
+
+    assert db("current").stdout.startswith("no revision (run `account-reset db upgrade`")
+    assert db("upgrade").returncode == 0
+    assert db("current").stdout == "0003 (latest)\n"
+    assert db("downgrade", "0002").returncode == 0
+    assert db("current").stdout == "0002 (latest: 0003)\n"
+    engine = create_db_engine(fresh_database_url)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("account_reset_outcomes")}
+    engine.dispose()
+    assert "fingerprint" not in columns  # 0003 really went down
+    unknown = db("downgrade", "0999")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("Error: ")
+    assert len(unknown.stderr.splitlines()) == 1

@@ -131,6 +131,33 @@ def upgrade(wait_seconds: float) -> None:
     click.echo("database is at the latest revision", err=True)
 
 
+@db.command()
+def current() -> None:
+    """Print the database's revision, and whether it is the latest."""
+    from worker.db.migrate import current as current_revision
+
+    revision, head = current_revision(_settings().database_url)
+    if revision is None:
+        click.echo(f"no revision (run `account-reset db upgrade`; the latest is {head})")
+    else:
+        click.echo(f"{revision} (latest)" if revision == head else f"{revision} (latest: {head})")
+
+
+@db.command()
+@click.argument("revision")
+def downgrade(revision: str) -> None:
+    """Migrate the worker's own table down to REVISION (e.g. 0002); the dashboard's stay."""
+    from alembic.util import CommandError
+
+    from worker.db.migrate import downgrade as run_downgrade
+
+    try:
+        run_downgrade(_settings().database_url, revision)
+    except (RuntimeError, CommandError) as refused:  # one line: why it cannot go down
+        raise click.ClickException(str(refused)) from None
+    click.echo(f"database is at revision {revision}", err=True)
+
+
 @main.group()
 def failed() -> None:
     """Dead letters: commands the worker gave up on. List, show, retry or drop them."""
