@@ -12,6 +12,7 @@ from tests.support import databases
 from tests.support.probes import CLI
 from tests.support.workers import clean_env
 from worker.db.engine import create_db_engine
+from worker.dev.processes import free_port
 
 DEADLINE_S = 60.0
 
@@ -89,3 +90,36 @@ def test_db_current_and_downgrade(fresh_database_url: str) -> None:
     assert unknown.returncode == 1
     assert unknown.stderr.startswith("Error: ")
     assert len(unknown.stderr.splitlines()) == 1
+
+
+UNREACHABLE = [
+    (["enqueue", "reset-session-key", "--accountid", "acct_1"], "cannot reach Redis: "),
+    (["events", "tail", "--count", "1"], "cannot reach Redis: "),
+    (["failed", "list"], "cannot reach Redis: "),
+    (["db", "current"], "cannot use the database: connection refused"),
+    (["db", "upgrade", "--wait-seconds", "0.5"], "cannot use the database: connection refused"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"), UNREACHABLE, ids=[" ".join(a[:2]) for a, _ in UNREACHABLE]
+)
+def test_a_server_out_of_reach_is_one_line(args: list[str], said: str) -> None:
+    """Issue 16, finding 4: Redis down was a 135-line traceback from `enqueue`, 73 from `events
+    tail`, 67 from `failed list`; a database out of reach after `db upgrade`'s wait, 128."""
+    nothing_there = f"127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [CLI, *args],
+        env=clean_env(
+            ACCOUNT_RESET_ENVIRONMENT="development",
+            ACCOUNT_RESET_BROKER_URL=f"redis://{nothing_there}/0",
+            ACCOUNT_RESET_HASH_KEY="a-hash-key-for-the-cli-test",
+            ACCOUNT_RESET_DATABASE_URL=f"postgresql://nobody:db-password@{nothing_there}/x",
+        ),
+        capture_output=True, text=True, timeout=DEADLINE_S,
+    )  # fmt: skip
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("waiting for")]
+    assert result.returncode == 1
+    assert errors == [errors[0]]
+    assert errors[0].startswith(f"Error: {said}")
+    assert "db-password" not in result.stderr

@@ -29,7 +29,38 @@ DEMO_WIDTH = 190
 NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events"})
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """A Redis or database out of reach, or refusing this user, is one line, not a traceback
+    (the line names the server and the fault, never a password or a value)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            line = _unreachable(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    import redis
+    from kombu.exceptions import OperationalError as BrokerError
+
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
+        return f"Redis refused this user: {exc}"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | BrokerError):
+        return f"cannot reach Redis: {exc}"
+    database_errors = sys.modules.get("sqlalchemy.exc")
+    if database_errors is not None and isinstance(exc, database_errors.OperationalError):
+        from worker.db.faults import fault_cause
+
+        # The driver's own message may quote the statement: the cause in fixed words only.
+        return f"cannot use the database: {fault_cause(exc) or type(exc.orig).__name__}"
+    return None
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="account-reset-worker", prog_name="account-reset")
 @click.pass_context
 def main(ctx: click.Context) -> None:
