@@ -84,6 +84,15 @@ def database_url(
         yield url
 
 
+@pytest.fixture(params=BACKENDS)
+def own_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of this test's own, per backend: for tests that read every row of a
+    table (the outbox relay), which rows left by other tests of the session would disturb."""
+    with backend_database(request.param, tmp_path) as url:
+        upgrade(url)
+        yield url
+
+
 @pytest.fixture
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database of its own (for migration tests), on the backend in `request.param`."""
