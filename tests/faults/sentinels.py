@@ -3,6 +3,7 @@ the test on free ports of 127.0.0.1, that a test may fail over (`SENTINEL FAILOV
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -130,6 +131,8 @@ class SentinelGroup:
     def _kill_all(self) -> None:
         for node in (*self.sentinels, self.replica, self.master):
             node.kill()
+        # Their configurations, logs and append-only files: nothing of the group stays in /tmp.
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def master_port(self, sentinel: _Node | None = None) -> int:
         client = (sentinel or self.sentinels[0]).client()
