@@ -20,7 +20,7 @@ from typing import Any, Self, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from schemas import CommandLimits, CommandOutcome
+from schemas import CommandLimits, CommandOutcome, ResetAccountPassword, ResetSessionKey
 from tasks.deps import RuleDeps
 from tasks.handlers import handler_for
 from tasks.pipeline import C, CommandProcessor
@@ -365,6 +365,19 @@ def deliver(processor: UnitProcessor, model: type[C], *args: Any, **payload: Any
         payload=payload,
         task_id=f"task-{secrets.token_hex(6)}",
     )
+
+
+def reset_session_key(processor: UnitProcessor, *args: Any, **payload: Any) -> CommandOutcome:
+    return deliver(processor, ResetSessionKey, *args, **payload)
+
+
+def reset_password(processor: UnitProcessor, *args: Any, **payload: Any) -> CommandOutcome:
+    return deliver(processor, ResetAccountPassword, *args, **payload)
+
+
+def revoke(processor: UnitProcessor, accountid: str, **more: Any) -> CommandOutcome:
+    """An account ending its own sessions."""
+    return reset_session_key(processor, accountid=accountid, requester_accountid=accountid, **more)
 
 
 def password_payload(username: Any, new_password: Any, secret_code: Any) -> dict[str, Any]:

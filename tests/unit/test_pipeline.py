@@ -29,10 +29,11 @@ from tests.support.in_memory import (
     RecordingObserver,
     UnitProcessor,
     deliver,
-    in_memory_processor,
     password_payload,
+    reset_password,
+    revoke,
 )
-from tests.support.keys import TEST_HASH_KEY, TEST_SEALING_KEYS, TEST_SEALING_PUBLIC_KEY
+from tests.support.keys import TEST_SEALING_KEYS, TEST_SEALING_PUBLIC_KEY
 from worker.db.unit_of_work import SqlUnitsOfWork
 from worker.db.unit_of_work import UnitOfWork as SqlUnitOfWork
 from worker.security.attempts import CodeAttempts
@@ -42,31 +43,6 @@ from worker.streams.publisher import EventStream
 
 CONFLICT = ExceptionCode.COMMAND_ID_CONFLICT
 NEW_PASSWORD = "brand-new-password"
-
-
-@pytest.fixture
-def observer() -> RecordingObserver:
-    return RecordingObserver()
-
-
-@pytest.fixture
-def processor(hasher: Hasher, observer: RecordingObserver) -> UnitProcessor:
-    return in_memory_processor(hasher, observer, fingerprint_key=TEST_HASH_KEY)
-
-
-@pytest.fixture
-def db(processor: UnitProcessor) -> InMemoryDatabase:
-    return processor.units.database
-
-
-def revoke(processor: UnitProcessor, accountid: str, **more: Any) -> CommandOutcome:
-    return deliver(
-        processor, ResetSessionKey, accountid=accountid, requester_accountid=accountid, **more
-    )
-
-
-def reset_password(processor: UnitProcessor, **payload: Any) -> CommandOutcome:
-    return deliver(processor, ResetAccountPassword, **payload)
 
 
 def assert_names_nothing_of_the_first(refusal: CommandOutcome, first: CommandOutcome) -> None:

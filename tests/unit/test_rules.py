@@ -13,46 +13,18 @@ from typing import Any
 
 import pytest
 
-from schemas import CommandOutcome, ResetAccountPassword, ResetSessionKey
 from tests.support.in_memory import (
     InMemoryDatabase,
     RecordingObserver,
     UnitProcessor,
-    deliver,
-    in_memory_processor,
     password_payload,
+    reset_password,
+    reset_session_key,
+    revoke,
 )
-from tests.support.keys import TEST_HASH_KEY
 from worker.security.hashing import Hasher
 
 NEW_PASSWORD = "brand-new-password"
-
-
-@pytest.fixture
-def observer() -> RecordingObserver:
-    return RecordingObserver()
-
-
-@pytest.fixture
-def processor(hasher: Hasher, observer: RecordingObserver) -> UnitProcessor:
-    return in_memory_processor(hasher, observer, fingerprint_key=TEST_HASH_KEY)
-
-
-@pytest.fixture
-def db(processor: UnitProcessor) -> InMemoryDatabase:
-    return processor.units.database
-
-
-def reset_session_key(processor: UnitProcessor, *args: Any, **payload: Any) -> CommandOutcome:
-    return deliver(processor, ResetSessionKey, *args, **payload)
-
-
-def reset_password(processor: UnitProcessor, *args: Any, **payload: Any) -> CommandOutcome:
-    return deliver(processor, ResetAccountPassword, *args, **payload)
-
-
-def revoke(processor: UnitProcessor, accountid: str, **more: Any) -> CommandOutcome:
-    return reset_session_key(processor, accountid=accountid, requester_accountid=accountid, **more)
 
 
 # reset-session-key
