@@ -15,6 +15,7 @@ from client.events import event_json, read_outcome, stream_outcomes
 from tasks.pipeline import CommandProcessor
 from tests.support.commands import NEW_PASSWORD, password_payload, reset_password, reset_session_key
 from tests.support.ids import unique
+from tests.support.payloads import CHECK_ORDER
 from tests.support.seeding import Seeder
 
 # reset-session-key: the seed's cases.
@@ -225,27 +226,7 @@ def test_username_in_another_appid_is_invalid_username(
     assert outcome.code == "invalid-username"
 
 
-@pytest.mark.parametrize(
-    ("payload", "code"),
-    [
-        ({}, "invalid-secret-code"),
-        (password_payload(None, None, None), "invalid-secret-code"),
-        (password_payload("", "", "code"), "invalid-username"),
-        (password_payload("short", "", "code"), "invalid-username"),
-        (password_payload("u" * 51, "password", "code"), "invalid-username"),
-        # Only the minimum is checked at step 2: a long username with no password is step 3.
-        (password_payload("u" * 51, "", "code"), "invalid-password"),
-        (password_payload("username", "p" * 1025, "code"), "invalid-password-length"),
-        (password_payload("u" * 1025, "password", "code"), "invalid-username"),
-        # Lengths count UTF-16 code units, as the dashboard's JavaScript does.
-        (password_payload("\U0001f600" * 3, "password", "code"), "invalid-username"),
-        (password_payload("username", "\U0001f600" * 2, "code"), "invalid-password-length"),
-        (password_payload("username", None, "code"), "invalid-password"),
-        (password_payload("username", "12345", "code"), "invalid-password-length"),
-        (password_payload("username", "p" * 51, "code"), "invalid-password-length"),
-        (password_payload("username", "password", ""), "invalid-secret-code"),
-    ],
-)
+@pytest.mark.parametrize(("payload", "code"), CHECK_ORDER)
 def test_checks_run_in_the_dashboards_order(
     processor: CommandProcessor, payload: dict[str, Any], code: str
 ) -> None:

@@ -14,6 +14,7 @@ from tasks.deps import RuleDeps
 from tasks.pipeline import CommandProcessor
 from tests.support.ids import unique
 from tests.support.keys import TEST_HASH_KEY
+from tests.support.payloads import password_payload as password_payload
 from worker.db.engine import session_factory
 from worker.db.unit_of_work import SqlUnitsOfWork
 from worker.security.attempts import CodeAttempts, counts_naming_key
@@ -74,10 +75,6 @@ def run(
 ) -> CommandOutcome:
     """One delivery of a command, as the Celery task makes it."""
     return processor.run(model, handler, args=args, payload=payload, task_id=unique("task"))
-
-
-def password_payload(username: Any, new_password: Any, secret_code: Any) -> dict[str, Any]:
-    return {"username": username, "new-password": new_password, "secret-code": secret_code}
 
 
 def assert_names_nothing_of_the_first(refusal: CommandOutcome, first: CommandOutcome) -> None:

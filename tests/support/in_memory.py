@@ -24,6 +24,7 @@ from schemas import CommandLimits, CommandOutcome, ResetAccountPassword, ResetSe
 from tasks.deps import RuleDeps
 from tasks.handlers import handler_for
 from tasks.pipeline import C, CommandProcessor
+from tests.support.payloads import password_payload as password_payload
 from worker.db.models import Account, ResetCode
 from worker.db.unit_of_work import RecordedOutcome
 from worker.ops.metrics import Observer
@@ -378,7 +379,3 @@ def reset_password(processor: UnitProcessor, *args: Any, **payload: Any) -> Comm
 def revoke(processor: UnitProcessor, accountid: str, **more: Any) -> CommandOutcome:
     """An account ending its own sessions."""
     return reset_session_key(processor, accountid=accountid, requester_accountid=accountid, **more)
-
-
-def password_payload(username: Any, new_password: Any, secret_code: Any) -> dict[str, Any]:
-    return {"username": username, "new-password": new_password, "secret-code": secret_code}

@@ -22,6 +22,7 @@ from tests.support.in_memory import (
     reset_session_key,
     revoke,
 )
+from tests.support.payloads import CHECK_ORDER
 from worker.security.hashing import Hasher
 
 NEW_PASSWORD = "brand-new-password"
@@ -223,27 +224,7 @@ def test_username_in_another_appid_is_invalid_username(
     assert outcome.code == "invalid-username"
 
 
-@pytest.mark.parametrize(
-    ("payload", "code"),
-    [
-        ({}, "invalid-secret-code"),
-        (password_payload(None, None, None), "invalid-secret-code"),
-        (password_payload("", "", "code"), "invalid-username"),
-        (password_payload("short", "", "code"), "invalid-username"),
-        (password_payload("u" * 51, "password", "code"), "invalid-username"),
-        # Only the minimum is checked at step 2: a long username with no password is step 3.
-        (password_payload("u" * 51, "", "code"), "invalid-password"),
-        (password_payload("username", "p" * 1025, "code"), "invalid-password-length"),
-        (password_payload("u" * 1025, "password", "code"), "invalid-username"),
-        # Lengths count UTF-16 code units, as the dashboard's JavaScript does.
-        (password_payload("\U0001f600" * 3, "password", "code"), "invalid-username"),
-        (password_payload("username", "\U0001f600" * 2, "code"), "invalid-password-length"),
-        (password_payload("username", None, "code"), "invalid-password"),
-        (password_payload("username", "12345", "code"), "invalid-password-length"),
-        (password_payload("username", "p" * 51, "code"), "invalid-password-length"),
-        (password_payload("username", "password", ""), "invalid-secret-code"),
-    ],
-)
+@pytest.mark.parametrize(("payload", "code"), CHECK_ORDER)
 def test_checks_run_in_the_dashboards_order(
     processor: UnitProcessor, payload: dict[str, Any], code: str
 ) -> None:
