@@ -163,6 +163,7 @@ def rule_deps(settings: Settings, client: redis.Redis) -> RuleDeps:
             observer=observer(),
         ),
         code_ttl=_seconds(ttl),
+        bulk_chunk=settings.bulk_chunk,
     )
 
 

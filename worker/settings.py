@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from client.sealing import fernet_keys
 from client.settings import SharedSettings, read_key_file
 from schemas import CommandLimits
+from schemas.commands import MAX_BULK_ACCOUNTS
 from worker.broker.signing import check_store
 from worker.security.hashing import UNSET_KEY_IN_JAVASCRIPT
 from worker.security.sealing import Sealer
@@ -316,6 +317,14 @@ class Settings(SharedSettings):
         description="Reset codes older than this are `invalid-reset-code`; unset: codes never"
         " expire. Recommended for new deployments (compose: 2592000, 30 days; security.md:"
         " guessing).",
+    )
+
+    bulk_chunk: int = Field(
+        default=MAX_BULK_ACCOUNTS,
+        ge=1,
+        le=MAX_BULK_ACCOUNTS,
+        description="Accounts per transaction, and per result event, of an `every_account`"
+        " reset-session-keys run (contract.md: bulk revocation).",
     )
 
     # The outbox relay publishes outcomes committed but never published (a crash in between).

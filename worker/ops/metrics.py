@@ -52,6 +52,9 @@ class Observer(Protocol):
     def refused_by_redis(self, *, error: str) -> None:
         """Redis refused a command for a while (OOM, READONLY, LOADING...)."""
 
+    def bulk_reset(self, *, accounts: int) -> None:
+        """A reset-session-keys message ended the sessions of `accounts` accounts."""
+
 
 class PrometheusObserver:
     """The worker's observer: each report one metric, in this process's own files."""
@@ -78,6 +81,9 @@ class PrometheusObserver:
 
     def refused_by_redis(self, *, error: str) -> None:
         metrics().redis_refusals.labels(error).inc()
+
+    def bulk_reset(self, *, accounts: int) -> None:
+        metrics().bulk_accounts.inc(accounts)
 
 
 # Stateless (the metrics are built per process on first use): one will do for every part.
@@ -138,6 +144,10 @@ class Metrics:
             "account_reset_redis_refusals",
             "Commands Redis refused for a while (full, read-only, loading, busy...), by error",
             ["error"],
+        )
+        self.bulk_accounts: Counter = Counter(
+            "account_reset_bulk_accounts",
+            "Accounts whose sessions reset-session-keys ended (a bulk run's progress)",
         )
 
 

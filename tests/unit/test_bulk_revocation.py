@@ -1,0 +1,113 @@
+"""reset-session-keys on the in-memory parts (issue 15, finding 3: bulk revocation as a command).
+
+A listed chunk ends the sessions of its live accounts in one transaction and names them in its
+event; an every_account run goes chunk after chunk, each resuming after the last accountid of the
+one before; a replayed chunk changes nothing and its event is the recorded one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from schemas import ExceptionCode, ResetSessionKeys
+from schemas.commands import MAX_BULK_ACCOUNTS, next_chunk
+from schemas.events import BulkChunk
+from tests.support.in_memory import InMemoryDatabase, RecordingObserver, UnitProcessor, deliver
+from worker.security.hashing import Hasher
+
+
+def bulk(processor: UnitProcessor, **payload: Any) -> Any:
+    return deliver(processor, ResetSessionKeys, **payload)
+
+
+def numbers(db: InMemoryDatabase, accountids: list[str]) -> list[int | None]:
+    return [db.account(accountid).session_key_number for accountid in accountids]
+
+
+def test_a_listed_chunk_ends_every_live_account_s_sessions_and_names_them(
+    processor: UnitProcessor, db: InMemoryDatabase, hasher: Hasher, observer: RecordingObserver
+) -> None:
+    live = sorted(db.add_account(hasher)[0] for _ in range(3))
+    deleted, _ = db.add_account(hasher, deleted=True)
+    elsewhere, _ = db.add_account(hasher, appid="other-app")
+    keys = {accountid: db.account(accountid).session_key for accountid in live}
+
+    outcome = bulk(
+        processor, command_id="run-1", accountids=[*live, deleted, elsewhere, "acct_missing"]
+    )
+
+    assert outcome.status == "success"
+    assert outcome.accountid is None
+    assert outcome.bulk == BulkChunk(
+        bulk_id="run-1", chunk=0, accountids=live,
+        not_reset=[deleted, elsewhere, "acct_missing"], reset_so_far=3, done=True,
+    )  # fmt: skip
+    assert numbers(db, live) == [2, 2, 2]
+    assert all(db.account(accountid).session_key != keys[accountid] for accountid in live)
+    assert numbers(db, [deleted, elsewhere]) == [1, 1]
+    assert observer.named("bulk_reset") == [{"accounts": 3}]
+
+
+def test_a_replayed_chunk_changes_nothing_and_answers_with_its_recorded_event(
+    processor: UnitProcessor, db: InMemoryDatabase, hasher: Hasher
+) -> None:
+    accountids = [db.add_account(hasher)[0] for _ in range(2)]
+    first = bulk(processor, command_id="run-2", accountids=accountids)
+    again = bulk(processor, command_id="run-2", accountids=accountids)
+    assert again == first
+    assert numbers(db, accountids) == [2, 2]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"accountids": []},
+        {"accountids": ["a", "a"]},
+        {"accountids": ["a", 7]},
+        {"accountids": ["x" * 65]},
+        {"accountids": [f"acct_{n}" for n in range(MAX_BULK_ACCOUNTS + 1)]},
+        {"accountids": ["a"], "every_account": True},
+        {"every_account": "yes"},
+    ],
+)
+def test_a_chunk_that_names_no_usable_accounts_is_invalid_accountid(
+    processor: UnitProcessor, fields: dict[str, Any]
+) -> None:
+    outcome = bulk(processor, command_id="run-bad", **fields)
+    assert outcome.code in (ExceptionCode.INVALID_ACCOUNTID, ExceptionCode.INVALID_PAYLOAD)
+    assert outcome.bulk is None
+
+
+def test_an_every_account_run_goes_chunk_by_chunk_and_resets_each_account_once(
+    hasher: Hasher, observer: RecordingObserver
+) -> None:
+    """Seven accounts in chunks of three: messages #0, #1, #2 reset 3, 3 and 1, the last one
+    says done; replaying #1 (a redelivery after a crash) changes nothing."""
+    from dataclasses import replace
+
+    from tests.support.in_memory import in_memory_processor
+
+    processor = in_memory_processor(hasher, observer, fingerprint_key="k" * 32)
+    processor = replace(processor, deps=replace(processor.deps, bulk_chunk=3))
+    db = processor.units.database
+    accountids = sorted(db.add_account(hasher)[0] for _ in range(7))
+    db.add_account(hasher, deleted=True)
+
+    payload: dict[str, Any] | None = {"command_id": "run-3", "every_account": True}
+    chunks: list[BulkChunk] = []
+    while payload is not None:
+        outcome = bulk(processor, **payload)
+        assert outcome.bulk is not None
+        chunks.append(outcome.bulk)
+        if outcome.bulk.chunk == 1:
+            assert bulk(processor, **payload) == outcome
+        payload = next_chunk(payload, outcome.bulk, appid="test-app")
+
+    assert [len(chunk.accountids) for chunk in chunks] == [3, 3, 1]
+    assert [chunk.reset_so_far for chunk in chunks] == [3, 6, 7]
+    assert [chunk.done for chunk in chunks] == [False, False, True]
+    assert [accountid for chunk in chunks for accountid in chunk.accountids] == accountids
+    assert numbers(db, accountids) == [2] * 7
