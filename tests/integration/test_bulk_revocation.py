@@ -53,8 +53,8 @@ def test_a_listed_chunk_resets_the_live_accounts_of_its_appid_only(
     assert {a: seeder.load(a).session_key for a in untouched} == untouched
     assert redis_client.exists(*cached) == 0
     # The event on the stream names the accounts it reset.
-    (_, fields), *_ = redis_client.xrange(processor.events.stream)
-    published = CommandOutcome.model_validate_json(fields[EVENT_FIELD.encode()])
+    entries: Any = redis_client.xrange(processor.events.stream)
+    published = CommandOutcome.model_validate_json(entries[0][1][EVENT_FIELD.encode()])
     assert published == outcome
 
 
@@ -72,15 +72,18 @@ def test_an_every_account_run_resets_each_account_of_its_appid_exactly_once(
         "command_id": unique("run"), "appid": appid, "every_account": True,
     }  # fmt: skip
     reset: list[str] = []
+    last = None
     while payload is not None:
         outcome = bulk(chunked, **payload)
         assert outcome.bulk is not None, outcome
         if outcome.bulk.chunk == 1:
             assert bulk(chunked, **payload) == outcome
         reset += outcome.bulk.accountids
+        last = outcome.bulk
         payload = next_chunk(payload, outcome.bulk, appid=appid)
 
     assert reset == accountids
-    assert outcome.bulk.done
-    assert outcome.bulk.reset_so_far == 11
+    assert last is not None
+    assert last.done
+    assert last.reset_so_far == 11
     assert {seeder.load(accountid).session_key_number for accountid in accountids} == {2}

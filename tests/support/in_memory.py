@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -107,6 +108,10 @@ class InMemoryDatabase:
 
     def recorded(self, scope: str, command_id: str) -> _Outcome | None:
         return self.outcomes.get((scope, command_id))
+
+
+def _is_account(accountid: str, row: Account) -> bool:
+    return row.accountid == accountid
 
 
 class InMemoryUnitOfWork:
@@ -218,7 +223,7 @@ class InMemoryUnitOfWork:
     def end_sessions_of(self, keys: dict[str, str], *, appid: str, now: datetime) -> list[str]:
         reset = []
         for accountid in sorted(keys):
-            account = self._read(lambda row, wanted=accountid: row.accountid == wanted)
+            account = self._read(partial(_is_account, accountid))
             if account is None or not self._is_live(account, appid):
                 continue
             account.session_key = keys[accountid]
