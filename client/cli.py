@@ -14,6 +14,7 @@ import click
 from pydantic import ValidationError
 from rich.progress import Progress
 
+from client.bulk_cli import reset_session_keys
 from client.producer import AccountResetClient
 from client.settings import ClientSettings
 from client.tail import EventFilter, tail_events
@@ -107,6 +108,9 @@ def enqueue_password(
             appid=appid, command_id=command_id,
         )  # fmt: skip
         _report(client, [sent], wait_s)
+
+
+enqueue.add_command(reset_session_keys)
 
 
 def _send_lines(source: TextIO, command: str | None, wait_s: float | None) -> None:
