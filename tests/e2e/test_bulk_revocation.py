@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from client.events import stream_outcomes
+from schemas.events import BulkChunk
 from tests.support.ids import unique
 from tests.support.probes import CLI
 from tests.support.seeding import Seeder
@@ -47,6 +48,16 @@ def enqueue(worker: WorkerProcess, *args: str, stdin: str = "") -> subprocess.Co
     )  # fmt: skip
 
 
+def chunks_of(bulk_id: str, worker: WorkerProcess, client: redis.Redis) -> list[BulkChunk]:
+    """What each message of the run did, from its events on the worker's stream."""
+    stream = worker.env["ACCOUNT_RESET_EVENTS_STREAM"]
+    return [
+        event.bulk
+        for event in stream_outcomes(client, stream)
+        if event.bulk is not None and event.bulk.bulk_id == bulk_id
+    ]
+
+
 def test_a_file_of_accounts_is_reset_and_each_event_names_its_accounts(
     bulk_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -65,11 +76,7 @@ def test_a_file_of_accounts_is_reset_and_each_event_names_its_accounts(
     bulk_id, summary = done.stdout.splitlines()[0], done.stdout.splitlines()[-1]
     assert summary.startswith("1201 accounts reset, 1 not"), done.stdout
     assert set(seeder.key_numbers(accounts).values()) == {2}
-    events = [
-        event.bulk
-        for event in stream_outcomes(redis_client, bulk_worker.env["ACCOUNT_RESET_EVENTS_STREAM"])
-        if event.bulk is not None and event.bulk.bulk_id == bulk_id
-    ]
+    events = chunks_of(bulk_id, bulk_worker, redis_client)
     assert len(events) == 2
     named = [accountid for chunk in events for accountid in chunk.accountids]
     assert sorted(named) == sorted(accounts)
@@ -89,14 +96,7 @@ def test_every_account_of_an_appid_is_reset_once_across_chained_messages(
     bulk_id = done.stdout.splitlines()[0]
     assert done.stdout.splitlines()[-1].startswith("23 accounts reset, 0 not")
     assert set(seeder.key_numbers(accounts).values()) == {2}
-    chunks = sorted(
-        (
-            event.bulk
-            for event in stream_outcomes(redis_client, bulk_worker.env["ACCOUNT_RESET_EVENTS_STREAM"])
-            if event.bulk is not None and event.bulk.bulk_id == bulk_id
-        ),
-        key=lambda chunk: chunk.chunk,
-    )
+    chunks = sorted(chunks_of(bulk_id, bulk_worker, redis_client), key=lambda c: c.chunk)
     assert [chunk.chunk for chunk in chunks] == [0, 1, 2, 3, 4]
     assert [accountid for chunk in chunks for accountid in chunk.accountids] == accounts
     assert [chunk.done for chunk in chunks] == [False] * 4 + [True]
