@@ -37,8 +37,8 @@ def seed_appid(engine: sa.Engine, count: int) -> tuple[str, list[str]]:
         table = cast(sa.Table, Account.__table__)
         with engine.begin() as connection:
             for start in range(0, count, SEED_BATCH):
-                rows = [_row(appid, accountid, now) for accountid in accountids[start:start + SEED_BATCH]]  # fmt: skip
-                connection.execute(table.insert(), rows)
+                batch = accountids[start : start + SEED_BATCH]
+                connection.execute(table.insert(), [_row(appid, a, now) for a in batch])
     return appid, accountids
 
 
