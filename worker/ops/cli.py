@@ -15,6 +15,7 @@ from rich.table import Table
 
 from client import cli as client_cli
 from schemas.fields import COMMAND_ID
+from worker.ops.worker_extra import require_worker_extra
 
 if TYPE_CHECKING:
     from worker.security.sealing_keys import SealingKeys
@@ -67,6 +68,7 @@ def main(ctx: click.Context) -> None:
     """account-reset-worker: applies account-security commands from a Redis queue."""
     if ctx.invoked_subcommand in NO_WORKER_SETTINGS:
         return
+    require_worker_extra(ctx.invoked_subcommand)
     try:
         _settings()
     except ValidationError as error:
