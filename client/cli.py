@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import click
@@ -143,20 +144,39 @@ def _payload(number: int, line: str, command: str | None) -> tuple[str, dict[str
     return name, payload
 
 
-def _secrets() -> tuple[str, str, str]:
-    """The username, the reset code and the new password: prompted on a terminal, else three
-    lines of standard input."""
+@dataclass(frozen=True)
+class Secret:
+    """A secret a command reads: `prompt` on a terminal, `named` when standard input lacks it."""
+
+    prompt: str
+    named: str
+    confirmed: bool = False  # asked twice on a terminal
+
+
+def read_secrets(*wanted: Secret) -> list[str]:
+    """Each secret wanted: prompted for (hidden) on a terminal, else one line of standard input
+    each, in that order. Never an argument, which any local user reads in the process list."""
     if sys.stdin.isatty():
-        username = click.prompt("Username", hide_input=True)
-        code = click.prompt("Reset code", hide_input=True)
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
-        return str(username), str(code), str(password)
-    lines = sys.stdin.read().splitlines()
-    if len(lines) < 3 or not all(lines[:3]):
-        raise click.ClickException(
-            "standard input must hold the username, the reset code and the password, one a line"
-        )
-    return lines[0], lines[1], lines[2]
+        return [
+            str(click.prompt(s.prompt, hide_input=True, confirmation_prompt=s.confirmed))
+            for s in wanted
+        ]
+    lines = sys.stdin.read().splitlines()[: len(wanted)]
+    if len(lines) < len(wanted) or not all(lines):
+        *first, last = [s.named for s in wanted]
+        listed = f"{', '.join(first)} and {last}, one a line" if first else f"{last}, on a line"
+        raise click.ClickException(f"standard input must hold {listed}")
+    return lines
+
+
+def _secrets() -> tuple[str, str, str]:
+    """The username, the reset code and the new password."""
+    username, code, password = read_secrets(
+        Secret("Username", "the username"),
+        Secret("Reset code", "the reset code"),
+        Secret("New password", "the password", confirmed=True),
+    )
+    return username, code, password
 
 
 def _report(client: AccountResetClient, sent: list[str], wait_s: float | None) -> None:

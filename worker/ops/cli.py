@@ -16,6 +16,7 @@ from rich.table import Table
 from client import cli as client_cli
 from schemas.fields import COMMAND_ID
 from worker.ops.worker_extra import require_worker_extra
+from worker.ops.accounts import accounts, reset_codes
 
 if TYPE_CHECKING:
     from worker.security.sealing_keys import SealingKeys
@@ -87,6 +88,8 @@ def _settings() -> Settings:
 main.add_command(client_cli.schema)
 main.add_command(client_cli.enqueue)
 main.add_command(client_cli.events)
+main.add_command(accounts)
+main.add_command(reset_codes)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
