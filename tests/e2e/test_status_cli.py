@@ -18,13 +18,13 @@ import redis
 
 from client.raw_message import raw_protocol2_message
 from tests.e2e.test_redis_acl import load_acl_users, url_for
+from tests.support.databases import migrated_sqlite
 from tests.support.ids import unique
 from tests.support.probes import CLI
 from tests.support.services import PrivateRedis
 from tests.support.waiting import poll_until
 from tests.support.workers import WorkerProcess, clean_env, worker_env
 from worker import keys
-from worker.db.migrate import upgrade
 from worker.dev.processes import free_port
 from worker.streams.dead_letters import DeadLetterBox, Reason, sealed_letter
 
@@ -155,9 +155,7 @@ def test_finding_13_status_shows_a_live_worker_and_the_command_it_holds(
 ) -> None:
     """A real worker: it answers, under its node name and with its queue, and the retry it holds
     until it is due is one unacknowledged message; `--json` parses."""
-    database_url = f"sqlite:///{tmp_path / 'dashboard.sqlite'}"
-    upgrade(database_url)
-    settings = worker_env(redis_url=redis_url, database_url=database_url)
+    settings = worker_env(redis_url=redis_url, database_url=migrated_sqlite(tmp_path))
     queue = settings["ACCOUNT_RESET_QUEUE"]
     worker = WorkerProcess(env=settings, log_path=tmp_path / "worker.log").start()
     client = redis.Redis.from_url(redis_url)
@@ -206,12 +204,25 @@ def test_finding_13_status_as_the_auditor_shows_what_it_may_not_read_as_no_permi
     assert "events.groups" in producer["no_permission"]
 
 
-def test_finding_13_status_with_redis_out_of_reach_is_one_line(env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("ACCOUNT_RESET_BROKER_URL", "cannot reach Redis: "),
+        ("ACCOUNT_RESET_SIGNING_KEY_FILE", "invalid settings: ACCOUNT_RESET_SIGNING_KEY_FILE"),
+    ],
+)
+def test_finding_13_status_with_redis_out_of_reach_or_a_bad_setting_is_one_line(
+    env: dict[str, str], setting: str, said: str
+) -> None:
+    """Redis down (a password in its URL, never shown), or a key file without its certificate:
+    one line, exit code 1."""
     env = {**env, "ACCOUNT_RESET_BROKER_URL": f"redis://:a-password@127.0.0.1:{free_port()}/0"}
+    if setting != "ACCOUNT_RESET_BROKER_URL":
+        env[setting] = "/no/such/key.pem"
 
     result = status_run(env)
 
     assert result.returncode == 1
     assert result.stderr.splitlines() == [result.stderr.splitlines()[0]]
-    assert result.stderr.startswith("Error: cannot reach Redis: ")
+    assert result.stderr.startswith(f"Error: {said}")
     assert "a-password" not in result.stderr

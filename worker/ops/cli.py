@@ -70,8 +70,12 @@ def main(ctx: click.Context) -> None:
     try:
         _settings()
     except ValidationError as error:
-        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
-        raise click.ClickException(f"invalid settings: {problems}") from None
+        raise _invalid_settings(error) from None
+
+
+def _invalid_settings(error: ValidationError) -> click.ClickException:
+    problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+    return click.ClickException(f"invalid settings: {problems}")
 
 
 def _settings() -> Settings:
@@ -405,7 +409,11 @@ def status(as_json: bool, timeout_s: float) -> None:
     """Queues, unacknowledged messages, dead letters, consumer groups' lag and live workers."""
     from worker.ops.status import StatusSettings, gather_status, render
 
-    figures = gather_status(StatusSettings(), timeout_s=timeout_s)
+    try:
+        settings = StatusSettings()
+    except ValidationError as error:
+        raise _invalid_settings(error) from None
+    figures = gather_status(settings, timeout_s=timeout_s)
     if as_json:
         click.echo(figures.model_dump_json())
     else:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import redis
@@ -26,20 +27,26 @@ from rich.text import Text
 
 from client.redis_clients import broker_connection, redis_client
 from client.settings import ClientSettings
+from client.signing import sign_messages
 from worker import keys
 from worker.settings import Settings
 
 NO_PERMISSION = "no permission"
-_DEAD_LETTERS_KEY = Settings.model_fields["dead_letters_key"]
+_WORKER_FIELDS = Settings.model_fields
 
 T = TypeVar("T")
 
 
 class StatusSettings(ClientSettings):
-    """A producer's or an auditor's settings, and the worker's dead letters' stream."""
+    """A producer's or an auditor's settings, and two of the worker's: its dead letters' stream,
+    and the certificates that verify the workers' signed answers."""
 
     dead_letters_key: str = Field(
-        default=_DEAD_LETTERS_KEY.default, description=_DEAD_LETTERS_KEY.description
+        default=_WORKER_FIELDS["dead_letters_key"].default,
+        description=_WORKER_FIELDS["dead_letters_key"].description,
+    )
+    signing_cert_store: str | None = Field(
+        default=None, description=_WORKER_FIELDS["signing_cert_store"].description
     )
 
 
@@ -215,6 +222,12 @@ def _active_queues(settings: StatusSettings, timeout_s: float) -> dict[str, list
         broker_transport_options=broker.transport_options,
         broker_connection_retry=False,
     )
+    key_file, certificate_file = settings.signing_key_file, settings.signing_certificate_file
+    if key_file is not None and certificate_file is not None:
+        # A worker that verifies signatures refuses unsigned remote control, and dead-letters it;
+        # its answers are signed, and verified here against the store.
+        store = Path(settings.signing_cert_store) if settings.signing_cert_store else None
+        sign_messages(app, key_file=key_file, certificate_file=certificate_file, cert_store=store)
     try:
         replies = app.control.inspect(timeout=timeout_s).active_queues()
     finally:
