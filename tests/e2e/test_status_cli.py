@@ -179,7 +179,8 @@ def test_finding_13_status_as_the_auditor_shows_what_it_may_not_read_as_no_permi
     tmp_path: Path,
 ) -> None:
     """The auditor ACL user reads the events stream only: the queues, the dead letters and the
-    workers are "no permission", not a traceback; the producer's user sees its queue's depth."""
+    workers are "no permission", not a traceback; the producer's user sees its queue's depth;
+    the worker's user, which operators use, reads everything."""
     with PrivateRedis() as server:
         settings = worker_env(redis_url=server.url, database_url="sqlite:///unused.db")
         load_acl_users(server, settings)
@@ -190,6 +191,7 @@ def test_finding_13_status_as_the_auditor_shows_what_it_may_not_read_as_no_permi
         auditor = status_json(as_auditor)
         auditor_table = status_run(as_auditor)
         producer = status_json(as_producer)
+        operator = status_json({**settings, "ACCOUNT_RESET_BROKER_URL": url_for(server, "worker")})
 
     assert auditor["no_permission"] == [
         f"queues.{queue}.depth", f"queues.{queue}.reserved", f"queues.{queue}.unacknowledged",
@@ -202,6 +204,7 @@ def test_finding_13_status_as_the_auditor_shows_what_it_may_not_read_as_no_permi
     assert "Traceback" not in auditor_table.stderr
     assert producer["queues"][0]["depth"] == 0
     assert "events.groups" in producer["no_permission"]
+    assert operator["no_permission"] == []
 
 
 @pytest.mark.parametrize(

@@ -219,7 +219,10 @@ def _active_queues(settings: StatusSettings, timeout_s: float) -> dict[str, list
     app.conf.update(
         broker_url=broker.kombu_url,
         broker_use_ssl=broker.ssl or False,
-        broker_transport_options=broker.transport_options,
+        broker_transport_options={
+            **_reply_transport_options(settings.queue),
+            **broker.transport_options,
+        },
         broker_connection_retry=False,
     )
     key_file, certificate_file = settings.signing_key_file, settings.signing_certificate_file
@@ -233,6 +236,19 @@ def _active_queues(settings: StatusSettings, timeout_s: float) -> dict[str, list
     finally:
         app.close()
     return cast(dict[str, list[dict[str, Any]]], replies or {})
+
+
+def _reply_transport_options(queue: str) -> dict[str, Any]:
+    """Keys the worker's ACL user may use: one per reply queue (`*.celery.pidbox`), and for the
+    restore sweep kombu runs on any consumer, the queue's own bookkeeping, as a worker's sweep
+    (kombu's visibility timeout, an hour, is longer than a worker's: it puts back nothing a
+    worker's sweep would not)."""
+    return {
+        "priority_steps": [0],
+        "unacked_key": keys.unacked(queue),
+        "unacked_index_key": keys.unacked_index(queue),
+        "unacked_mutex_key": keys.unacked_mutex(queue),
+    }
 
 
 def _entry_time(entry_id: str) -> datetime:
