@@ -23,7 +23,13 @@ from tests.support.ids import unique
 from tests.support.probes import CLI
 from tests.support.services import PrivateRedis
 from tests.support.waiting import poll_until
-from tests.support.workers import WorkerProcess, clean_env, worker_env
+from tests.support.workers import (
+    SESSION_KEYS,
+    WorkerProcess,
+    clean_env,
+    session_keys_of,
+    worker_env,
+)
 from worker import keys
 from worker.dev.processes import free_port
 from worker.streams.dead_letters import DeadLetterBox, Reason, sealed_letter
@@ -55,23 +61,23 @@ def env(redis_url: str) -> Iterator[dict[str, str]]:
     settings = clean_env(
         ACCOUNT_RESET_BROKER_URL=redis_url,
         ACCOUNT_RESET_QUEUE=name,
+        ACCOUNT_RESET_SESSIONS_QUEUE=f"{name}-sessions",
         ACCOUNT_RESET_EVENTS_STREAM=f"{name}:events",
         ACCOUNT_RESET_DEAD_LETTERS_KEY=f"{name}:dead-letters",
     )
+    SESSION_KEYS.update(session_keys_of(settings))
     yield settings
     client = redis.Redis.from_url(redis_url)
-    client.delete(
-        *keys.queue_bookkeeping(name), *keys.kombu_bindings(name),
-        f"{name}:events", f"{name}:dead-letters",
-    )  # fmt: skip
+    client.delete(*session_keys_of(settings))
     client.close()
 
 
 def test_finding_13_status_shows_the_depth_of_a_queue_no_worker_takes(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Seven commands enqueued with `account-reset enqueue` onto a queue no worker takes from:
-    seven waiting, none reserved or unacknowledged, no live worker of that queue."""
+    """Seven revocations enqueued with `account-reset enqueue`, which sends them to the
+    sessions queue, which no worker takes from: seven waiting there, none on the main queue,
+    none reserved or unacknowledged, no live worker of either queue."""
     commands = tmp_path / "commands.jsonl"
     commands.write_text("".join(f'{{"accountid": "{unique("acct")}"}}\n' for _ in range(7)))
     sent = subprocess.run(
@@ -84,13 +90,17 @@ def test_finding_13_status_shows_the_depth_of_a_queue_no_worker_takes(
     table = status_run(env)
 
     assert figures["queues"] == [
-        {"name": env["ACCOUNT_RESET_QUEUE"], "depth": 7, "reserved": 0, "unacknowledged": 0}
-    ]
+        {"name": env["ACCOUNT_RESET_QUEUE"], "depth": 0, "reserved": 0, "unacknowledged": 0},
+        {
+            "name": env["ACCOUNT_RESET_SESSIONS_QUEUE"],
+            "depth": 7, "reserved": 0, "unacknowledged": 0,
+        },
+    ]  # fmt: skip
     assert figures["workers"]["nodes"] == []
     assert "answered Celery's remote control" in figures["workers"]["how"]
     assert figures["no_permission"] == []
     assert table.returncode == 0
-    assert env["ACCOUNT_RESET_QUEUE"] in table.stdout
+    assert env["ACCOUNT_RESET_SESSIONS_QUEUE"] in table.stdout
     assert "│ 7 " in table.stdout
 
 

@@ -32,6 +32,8 @@ from worker import keys
 from worker.settings import Settings
 
 NO_PERMISSION = "no permission"
+# A Redis that accepts connections and never answers ends the view, in one line.
+REDIS_TIMEOUT_S = 10.0
 _WORKER_FIELDS = Settings.model_fields
 
 T = TypeVar("T")
@@ -123,8 +125,11 @@ class _Reader:
 
 def gather_status(settings: StatusSettings, *, timeout_s: float) -> Status:
     """Every figure, read now; a Redis out of reach raises redis.ConnectionError."""
-    broker = redis_client(settings.broker_url, settings.redis_options, decode_responses=True)
-    events = redis_client(settings.events_redis_url, settings.redis_options, decode_responses=True)
+    timeouts = {"socket_connect_timeout": REDIS_TIMEOUT_S, "socket_timeout": REDIS_TIMEOUT_S}
+    broker, events = (
+        redis_client(url, settings.redis_options, decode_responses=True, **timeouts)
+        for url in (settings.broker_url, settings.events_redis_url)
+    )
     reader = _Reader()
     queues = [settings.queue, *([settings.sessions_queue] if settings.sessions_queue else [])]
     try:
