@@ -4,8 +4,8 @@ letters, the audit consumer groups of the events stream with their lag, and the 
 
 Every figure is read with the Redis user's own rights: one this user may not read is None and
 named in `no_permission`, so a producer or an auditor sees what it may see instead of an error.
-It needs no worker setting or secret: a producer's or an auditor's settings, and the name of the
-dead letters' stream.
+It needs no worker secret: a producer's or an auditor's settings, the name of the dead letters'
+stream and, where workers verify signatures, the signing settings its broadcast needs.
 """
 
 from __future__ import annotations
