@@ -28,7 +28,7 @@ DEMO_WIDTH = 190
 
 # A producer's and an audit consumer's commands: they need Redis (or nothing),
 # never the worker's settings, which they would have to satisfy with the worker's secrets.
-NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events"})
+NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events", "status"})
 
 
 class OneLineErrors(click.Group):
@@ -73,8 +73,12 @@ def main(ctx: click.Context) -> None:
     try:
         _settings()
     except ValidationError as error:
-        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
-        raise click.ClickException(f"invalid settings: {problems}") from None
+        raise _invalid_settings(error) from None
+
+
+def _invalid_settings(error: ValidationError) -> click.ClickException:
+    problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+    return click.ClickException(f"invalid settings: {problems}")
 
 
 def _settings() -> Settings:
@@ -398,6 +402,27 @@ def health() -> None:
         click.echo(f"unhealthy: {said}", err=True)
         raise SystemExit(1)
     click.echo(f"healthy: consuming ({age:.1f} s ago); {said}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (docs/operations.md).")
+@click.option(
+    "--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+    help="How long workers have to answer, in seconds.",
+)  # fmt: skip
+def status(as_json: bool, timeout_s: float) -> None:
+    """Queues, unacknowledged messages, dead letters, consumer groups' lag and live workers."""
+    from worker.ops.status import StatusSettings, gather_status, render
+
+    try:
+        settings = StatusSettings()
+    except ValidationError as error:
+        raise _invalid_settings(error) from None
+    figures = gather_status(settings, timeout_s=timeout_s)
+    if as_json:
+        click.echo(figures.model_dump_json())
+    else:
+        render(figures, Console())
 
 
 @main.command("redis-acl")
