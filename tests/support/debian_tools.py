@@ -60,6 +60,10 @@ def promtool() -> Path:
     return unpacked("prometheus", PROMETHEUS) / "usr/bin/promtool"
 
 
+def prometheus_server() -> Path:
+    return unpacked("prometheus", PROMETHEUS) / "usr/bin/prometheus"
+
+
 def docker_compose_command() -> list[str]:
     """docker-compose from Debian, on the system's Python 3 with its libraries beside it."""
     if not SYSTEM_PYTHON.exists():
