@@ -39,13 +39,7 @@ def unpacked(name: str, packages: tuple[str, ...]) -> Path:
         return root
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE, prefix=f".{name}-") as work:
-        try:
-            subprocess.run(
-                ["apt-get", "download", *packages], cwd=work, check=True,
-                capture_output=True, timeout=300,
-            )  # fmt: skip
-        except (OSError, subprocess.SubprocessError) as failed:
-            _unavailable(f"cannot fetch Debian's {', '.join(packages)}: {failed}")
+        _download(packages, Path(work))
         staging = Path(work) / "root"
         for package in sorted(Path(work).glob("*.deb")):
             subprocess.run(["dpkg-deb", "-x", str(package), str(staging)], check=True)
@@ -54,6 +48,26 @@ def unpacked(name: str, packages: tuple[str, ...]) -> Path:
         except OSError:  # another run unpacked it first
             shutil.rmtree(staging, ignore_errors=True)
     return root
+
+
+def _download(packages: tuple[str, ...], folder: Path) -> None:
+    """`apt-get download`; on a machine whose package lists were never fetched, as root, after
+    `apt-get update`."""
+    attempts = [["apt-get", "download", *packages]]
+    if os.geteuid() == 0:
+        attempts.append(
+            ["sh", "-c", f"apt-get update -qq && apt-get download {' '.join(packages)}"]
+        )
+    failure = ""
+    for command in attempts:
+        try:
+            subprocess.run(command, cwd=folder, check=True, capture_output=True, timeout=300)
+            return
+        except subprocess.CalledProcessError as failed:
+            failure = failed.stderr.decode(errors="replace").strip()
+        except (OSError, subprocess.SubprocessError) as failed:
+            failure = str(failed)
+    _unavailable(f"cannot fetch Debian's {', '.join(packages)}: {failure}")
 
 
 def promtool() -> Path:
