@@ -205,7 +205,8 @@ def read_key_file(data: Any, *, field: str, variable: str) -> Any:
     if data.get(field):
         raise ValueError(f"set {variable} or {variable}_FILE, not both")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # Without the newline `echo` or an editor leaves: a key or a URL never ends in one.
+        text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
         raise ValueError(f"{variable}_FILE names a file that cannot be read") from None
     return {**data, field: text}

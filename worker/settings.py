@@ -28,6 +28,12 @@ MIN_PRODUCTION_BCRYPT_ROUNDS = 10
 DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S = 10.0
 
 
+# The settings that may come from a file `<NAME>_FILE` names (Docker secrets).
+SECRET_FILE_FIELDS = (
+    "sealing_keys", "hash_key", "payload_key", "broker_url", "cache_url", "database_url",
+)  # fmt: skip
+
+
 class Settings(SharedSettings):
     """The worker's settings: those it shares with producers (client/settings.py), its own."""
 
@@ -245,6 +251,24 @@ class Settings(SharedSettings):
         default=None,
         description="A file holding `SEALING_KEYS` (compose's secret files); set one or the other.",
     )
+    # Compose hands every password and key over as a secret file, never in the environment.
+    hash_key_file: Path | None = Field(
+        default=None, description="A file holding `HASH_KEY`; set one or the other."
+    )
+    payload_key_file: Path | None = Field(
+        default=None, description="A file holding `PAYLOAD_KEY`; set one or the other."
+    )
+    broker_url_file: Path | None = Field(
+        default=None,
+        description="A file holding `BROKER_URL` (a URL with a password); set one or the other.",
+    )
+    cache_url_file: Path | None = Field(
+        default=None, description="A file holding `CACHE_URL`; set one or the other."
+    )
+    database_url_file: Path | None = Field(
+        default=None,
+        description="A file holding `DATABASE_URL` (a URL with a password); set one or the other.",
+    )
     # A token copied out of the broker's files is of no use for long.
     sealed_max_age_s: int = Field(
         default=3600,
@@ -388,8 +412,10 @@ class Settings(SharedSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _sealing_keys_from_their_file(cls, data: Any) -> Any:
-        return read_key_file(data, field="sealing_keys", variable="ACCOUNT_RESET_SEALING_KEYS")
+    def _secrets_from_their_files(cls, data: Any) -> Any:
+        for field in SECRET_FILE_FIELDS:
+            data = read_key_file(data, field=field, variable=f"ACCOUNT_RESET_{field.upper()}")
+        return data
 
     @field_validator("sealing_keys")
     @classmethod
