@@ -113,6 +113,8 @@ def wait_until_acknowledged(client: redis.Redis, queue: str, timeout_s: float) -
 # Every Redis key a worker env of this test session names; removed when the session ends
 # (tests delete what they look at; this catches what a failed or killed run left).
 SESSION_KEYS: set[str] = set()
+# Every worker env of this test session, whose health notes are removed when it ends.
+SESSION_ENVS: list[dict[str, str]] = []
 
 
 def session_keys_of(env: Mapping[str, str]) -> set[str]:
@@ -167,4 +169,5 @@ def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[s
     )
     env.update(overrides)
     SESSION_KEYS.update(session_keys_of(env))
+    SESSION_ENVS.append(env)
     return env
