@@ -151,7 +151,8 @@ def worker(sessions: bool, celery_args: tuple[str, ...]) -> None:
         raise click.ClickException(str(problem)) from None
     if settings.broker_url is None:
         click.echo(f"No ACCOUNT_RESET_BROKER_URL: embedded Redis listening at {url}", err=True)
-        # Producers on this machine find the embedded broker under the usual variable.
+        # Processes it starts read the embedded broker under the usual variable; this user's
+        # other commands find it through its record (client/local_broker.py).
         os.environ["ACCOUNT_RESET_BROKER_URL"] = url
     run_celery_worker(list(celery_args))
 
@@ -397,7 +398,7 @@ def _key_set(path: Path) -> SealingKeys:
 def health(node: str | None) -> None:
     """Exit 0 only if this machine's workers (or --node) consumed recently (a liveness probe)."""
     from worker.bootstrap import events_url
-    from worker.ops.health_notes import node_note, node_notes, nodes_folder
+    from worker.ops.health_notes import node_name, node_note, node_notes, nodes_folder
     from worker.ops.probe import consumed_s_ago, node_problem
     from worker.security.eviction import eviction_status
 
@@ -409,7 +410,7 @@ def health(node: str | None) -> None:
     problems = {note: node_problem(note, max_age_s=settings.health_max_age_s) for note in notes}
     for note, problem in problems.items():
         if problem is not None:
-            named = f"{note.name.removesuffix('.health')}: " if len(notes) > 1 else ""
+            named = f"{node_name(note)}: " if len(notes) > 1 else ""
             click.echo(f"unhealthy: {named}{problem}", err=True)
     if any(problems.values()):
         raise SystemExit(1)

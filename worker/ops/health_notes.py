@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from client.local_broker import alive
+
 log = logging.getLogger(__name__)
 
 
@@ -33,6 +35,11 @@ def nodes_folder(health_file: Path) -> Path:
 def node_note(health_file: Path, node: str) -> Path:
     """Node `node`'s liveness note (a name with `/` would leave the folder: those are `_`)."""
     return nodes_folder(health_file) / f"{node.replace('/', '_')}{NODE_NOTE_SUFFIX}"
+
+
+def node_name(note: Path) -> str:
+    """The node whose liveness note is `note`."""
+    return note.name.removesuffix(NODE_NOTE_SUFFIX)
 
 
 def node_notes(health_file: Path) -> list[Path]:
@@ -88,8 +95,6 @@ def note_fields(path: Path) -> dict[str, Any]:
 def exited(fields: dict[str, Any]) -> bool:
     """Whether the process that wrote a note is known to be gone: it ran on this host (in this
     pid namespace, as a probe run in the worker's container is) and its pid is no more."""
-    from client.local_broker import alive
-
     pid = fields.get("pid")
     here = fields.get("host") == socket.gethostname()
     return here and isinstance(pid, int) and not alive(pid)
@@ -103,6 +108,7 @@ def note_path(health_file: Path, kind: str) -> Path:
 def write_note(path: Path, fields: dict[str, Any]) -> None:
     """Replace the note at `path` with `fields`; OSError if it cannot be written."""
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    path.parent.mkdir(parents=True, exist_ok=True)  # another node's stop removes an empty one
     partial.write_text(json.dumps(fields))
     partial.replace(path)
 

@@ -63,6 +63,7 @@ def write_note(path: Path, *, node: str, consuming_at: float) -> None:
     # The pid and host tell the probe when this process is gone (health_notes.exited).
     fields = {"node": node, "pid": os.getpid(), "host": socket.gethostname()}
     partial = path.with_suffix(path.suffix + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)  # another node's stop removes an empty one
     partial.write_text(json.dumps({**fields, "consuming_at": consuming_at}))
     partial.replace(path)
 
