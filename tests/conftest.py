@@ -10,6 +10,7 @@ unit (no services), integration (real databases and Redis), e2e (real worker pro
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,13 @@ from tests.support.databases import BACKENDS, backend_database
 from tests.support.ids import unique
 from tests.support.keys import TEST_BCRYPT_ROUNDS, TEST_HASH_KEY
 from tests.support.seeding import Seeder
-from tests.support.workers import SESSION_KEYS, WorkerProcess, worker_env
+from tests.support.workers import (
+    SESSION_ENVS,
+    SESSION_KEYS,
+    WorkerProcess,
+    remove_health_files,
+    worker_env,
+)
 from worker.db.engine import create_db_engine
 from worker.db.migrate import upgrade
 from worker.dev.embedded_redis import EmbeddedRedis
@@ -55,7 +62,8 @@ def redis_url() -> Iterator[str]:
     url = os.environ.get("ACCOUNT_RESET_TEST_REDIS_URL")
     embedded = None
     if not url:
-        embedded = EmbeddedRedis(port=free_port(), directory=Path(tempfile.mkdtemp())).start()
+        directory = Path(tempfile.mkdtemp(prefix="account-reset-test-redis-"))
+        embedded = EmbeddedRedis(port=free_port(), directory=directory).start()
         url = embedded.url
     yield url
     client = redis.Redis.from_url(url)
@@ -65,6 +73,16 @@ def redis_url() -> Iterator[str]:
     client.close()
     if embedded is not None:
         embedded.stop()
+        shutil.rmtree(embedded.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_health_notes_left() -> Iterator[None]:
+    """When the session ends, the health notes of every worker env it made (a worker killed
+    by a test, or a test that failed before its clean-up, leaves its node's note)."""
+    yield
+    for env in SESSION_ENVS:
+        remove_health_files(env)
 
 
 @pytest.fixture

@@ -57,7 +57,8 @@ class Settings(SharedSettings):
     broker_url: str | None = Field(
         default=None,
         description="The broker's Redis URL (`redis://`, `rediss://`, `unix://`, `sentinel://`);"
-        " unset starts an embedded Redis (development only).",
+        " unset starts an embedded Redis (development only), which the other commands of this"
+        " user find (operations.md: one Redis in development).",
     )
     node_role: Literal["all", "sessions"] = Field(
         default="all",
@@ -401,8 +402,9 @@ class Settings(SharedSettings):
 
     health_file: Path = Field(
         default=Path(tempfile.gettempdir()) / "account-reset-worker.health",
-        description="The liveness note the main process keeps while it consumes, read by"
-        " `account-reset health`.",
+        description="Where the liveness notes go: each worker node's main process keeps"
+        " `<HEALTH_FILE>.d/<node>.health` while it consumes (removed when it stops), read by"
+        " `account-reset health` (this machine's nodes, or `--node NAME`).",
     )
     health_max_age_s: float = Field(
         default=30.0,

@@ -54,6 +54,9 @@ def embedded_worker(tmp_path: Path) -> Iterator[tuple[str, LineReader]]:
     env = clean_env(
         ACCOUNT_RESET_DATABASE_URL=database_url,
         ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS),
+        # The embedded Redis's record and the node's notes: this test's own.
+        XDG_RUNTIME_DIR=str(tmp_path),
+        ACCOUNT_RESET_HEALTH_FILE=str(tmp_path / "worker.health"),
     )
     subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
     process = subprocess.Popen(

@@ -21,7 +21,7 @@ from schemas.commands import next_chunk
 from schemas.display import redacted_args, redacted_kwargs
 from schemas.fields import COMMAND_ID
 from tasks.pipeline import Answer, C, CommandProcessor, Handler, command_id_of
-from worker.bootstrap import runtime
+from worker.bootstrap import health_file, runtime
 from worker.broker.checks import guarded_strategy
 from worker.broker.redaction import RedactedRequest
 from worker.broker.refusals import is_refusal, note_refusal, refusal_kind
@@ -95,7 +95,7 @@ class CommandTask(Task[Any, str]):
             self._send_next_chunk(outcome, payload)
         except Exception as exc:
             cause = fault_cause(exc)
-            note_database_fault(exc, runtime().settings.health_file)
+            note_database_fault(exc, health_file())
             fault = InternalFault(type(exc).__name__, cause)
             if is_transient(exc):
                 self._retry_unless_exhausted(fault, args, payload)

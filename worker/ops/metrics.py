@@ -11,6 +11,7 @@ before the pool forks, and its pool children inherit it.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -99,6 +100,8 @@ def prepare_multiprocess_dir() -> str:
     if not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="account-reset-metrics-")
         _made_here.append(os.environ[MULTIPROC_ENV])
+        # A worker that fails at start never stops its metrics step: the folder goes at exit.
+        atexit.register(_remove_if_made_by, os.getpid())
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
@@ -155,6 +158,11 @@ def remove_multiprocess_dir() -> None:
     """At the worker's exit: the directory this process made, with its files."""
     while _made_here:
         shutil.rmtree(_made_here.pop(), ignore_errors=True)
+
+
+def _remove_if_made_by(pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked pool process, which inherits the handler
+        remove_multiprocess_dir()
 
 
 _creating = threading.Lock()
