@@ -16,8 +16,8 @@ from rich.table import Table
 from client import cli as client_cli
 from client import local_broker
 from schemas.fields import COMMAND_ID
-from worker.ops.worker_extra import require_worker_extra
 from worker.ops.accounts import accounts, reset_codes
+from worker.ops.worker_extra import require_worker_extra
 
 if TYPE_CHECKING:
     from worker.security.sealing_keys import SealingKeys
