@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_shutdown
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+    worker_shutdown,
+)
 from celery.utils.imports import qualname
 from kombu.utils.objects import cached_property
 
@@ -128,6 +135,14 @@ def _health_notes_of_this_node(sender: Any, **_kwargs: Any) -> None:
     health_file = bootstrap.settings().health_file
     remove_exited_nodes_notes(health_file)
     note_as_node(health_file, sender.hostname)
+
+
+@worker_process_init.connect
+def _pool_process_niceness(**_kwargs: Any) -> None:
+    # Each pool process, once forked: bcrypt yields the CPU to a sessions node's revocations.
+    nice = bootstrap.settings().pool_nice
+    if nice:
+        os.nice(nice)
 
 
 @worker_shutdown.connect

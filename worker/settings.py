@@ -66,6 +66,15 @@ class Settings(SharedSettings):
         " (`SESSIONS_QUEUE`, `reset-session-key` only), which `account-reset worker --sessions`"
         " sets.",
     )
+    pool_nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="The pool processes' niceness: on a node taking password resets beside a"
+        " sessions node on the same machine, 10 lets revocations (and the database, Redis)"
+        " have the CPU first while bcrypt runs (BENCHMARKS.md: latency under mixed load);"
+        " 0: as the main process.",
+    )
     appid: str = Field(
         default="dashboard",
         description="The appid of commands that give none (the dashboard's `APPID`).",
