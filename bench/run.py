@@ -34,6 +34,7 @@ import redis
 import sqlalchemy as sa
 
 from bench.bulk import reset_counts, run_messages, seed_appid, timed_run
+from bench.footprint import Footprint, measured
 from bench.measure import Latency, drain_rate, latency_at
 from bench.mixed import latency_beside_a_burst
 from bench.plot import Figures, plot
@@ -165,6 +166,27 @@ class Bench:
             client.delete(sessions, reserved_key(sessions), f"{sessions}:unacked")
         engine.dispose()
         return latency
+
+    def footprint(self, database_url: str, concurrency: int, count: int) -> Footprint:
+        """What one reset-session-key costs Redis, PostgreSQL and the worker's processes."""
+        engine = sa.create_engine(database_url)
+        hasher = Hasher(key=HASH_KEY, bcrypt_rounds=self.bcrypt_rounds)
+        accounts = seed_accounts(engine, hasher, count, codes=False)
+        engine.dispose()
+
+        def drain(redis_url: str) -> WorkerProcess:
+            env = self.env(database_url, concurrency) | {"ACCOUNT_RESET_BROKER_URL": redis_url}
+            queue = env["ACCOUNT_RESET_QUEUE"]
+            running = WorkerProcess(
+                env, self.work / f"{queue}.log", app="worker", nodename=nodename("bench")
+            )
+            running.start(f"--concurrency={concurrency}", "--without-heartbeat")
+            running.wait_until_ready()
+            messages = [_message(queue, account, password=False) for account in accounts]
+            drain_rate(redis.Redis.from_url(redis_url), queue, messages)
+            return running
+
+        return measured(database_url, drain, count)
 
     def commands(
         self, database_url: str, concurrency: int, count: int, *, password: bool = False,
@@ -310,6 +332,7 @@ def run(
                 bench.bulk(sqlite_url, top, sizes.bulk_other_accounts, listed=False),
             ),
         }
+        footprint = bench.footprint(pg, top, sizes.commands)
         about = machine(redis.Redis.from_url(redis_url), pg, cores)
     with postgres_database(mariadb_admin_url) as mariadb:
         bulk["MariaDB, every account"] = (
@@ -366,7 +389,33 @@ def run(
         if sizes.rounds == 1
         else ""
     )
-    return f"{table(rows)}\n\n{smoke}{method}\n{about}\n"
+    return f"{table(rows)}\n\n{smoke}{method}\n{about}\n\n{scale_model(footprint)}\n"
+
+
+def scale_model(f: Footprint) -> str:
+    """Per reset-session-key, what each part spends, and the rate at which each saturates
+    alone: Redis's one thread, PostgreSQL's CPU per core, a worker core."""
+    worker_ms = f.main_cpu_ms + f.pool_cpu_ms
+    calls = ", ".join(f"{name} {n:.1f}" for name, n in f.redis_calls.items() if n >= 0.1)
+    rows = [
+        ("Redis (one thread)", f"{f.redis_total:.1f} commands ({calls}); {f.redis_cpu_ms:.2f} ms"
+         " CPU", f"{1000 / f.redis_cpu_ms:,.0f}/s" if f.redis_cpu_ms else "-"),
+        ("PostgreSQL", f"{f.postgres_transactions:.1f} transactions, {f.postgres_rows_written:.1f}"
+         f" rows written, {f.postgres_cpu_ms:.2f} ms backend CPU",
+         f"{1000 / f.postgres_cpu_ms:,.0f}/s a core" if f.postgres_cpu_ms else "-"),
+        ("worker", f"{worker_ms:.2f} ms CPU (main process {f.main_cpu_ms:.2f}, pool"
+         f" {f.pool_cpu_ms:.2f})", f"{1000 / worker_ms:,.0f}/s a core"),
+    ]  # fmt: skip
+    lines = [
+        f"Footprint of one reset-session-key ({f.commands} drained on a Redis of the run's own"
+        " and the run's database; Redis counts include the benchmark's own drain checks,"
+        " LLEN and HLEN, and the worker's idle polling):",
+        "",
+        "| part | per command | saturates alone at |",
+        "|---|---|---|",
+        *(f"| {part} | {cost} | {limit} |" for part, cost, limit in rows),
+    ]
+    return "\n".join(lines)
 
 
 def _latency_row(measure: str, latency: Latency) -> Row:
