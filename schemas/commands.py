@@ -42,6 +42,8 @@ MAX_SOURCE_LENGTH = 200
 MAX_BULK_ACCOUNTS = 1000
 MAX_ACCOUNTID_LENGTH = 64
 MAX_BULK_ID_LENGTH = MAX_COMMAND_ID_LENGTH - 12
+# A run's messages are numbered below this (`#` and ten digits fit the twelve characters left).
+MAX_CHUNKS = 10**10 - 1
 _CODES = frozenset(code.value for code in ExceptionCode)
 
 
@@ -256,9 +258,9 @@ class ResetSessionKeys(_Command):
     every_account: bool = False
     # An every_account run's place, set by the worker on the run's next message: the chunk's
     # number, the last accountid reset before it, the accounts reset so far, the run's id.
-    chunk: int = Field(default=0, ge=0)
+    chunk: int = Field(default=0, ge=0, le=MAX_CHUNKS)
     after: str | None = Field(default=None, min_length=1, max_length=MAX_ACCOUNTID_LENGTH)
-    reset_before: int = Field(default=0, ge=0)
+    reset_before: int = Field(default=0, ge=0, le=MAX_CHUNKS * MAX_BULK_ACCOUNTS)
     bulk_id: str | None = Field(default=None, min_length=1, max_length=MAX_BULK_ID_LENGTH)
     # Who asked, for the audit trail (an operator's name, an incident number).
     requested_by: Annotated[str | None, WrapValidator(_none_unless_source)] = Field(
@@ -271,6 +273,9 @@ class ResetSessionKeys(_Command):
             raise PydanticCustomError(
                 ExceptionCode.INVALID_ACCOUNTID, "name accountids, or every_account, not both"
             )
+        if len(self.run_id) > MAX_BULK_ID_LENGTH:
+            # Its messages' command_ids, `<run id>#<n>`, would be too long to record.
+            raise PydanticCustomError(ExceptionCode.INVALID_PAYLOAD, "run id too long")
         return self
 
     @property

@@ -71,9 +71,11 @@ def test_a_replayed_chunk_changes_nothing_and_answers_with_its_recorded_event(
         {"accountids": [f"acct_{n}" for n in range(MAX_BULK_ACCOUNTS + 1)]},
         {"accountids": ["a"], "every_account": True},
         {"every_account": "yes"},
+        {"every_account": True, "chunk": 10**10},
+        {"every_account": True, "bulk_id": "r" * 189},
     ],
 )
-def test_a_chunk_that_names_no_usable_accounts_is_invalid_accountid(
+def test_a_chunk_that_names_no_usable_accounts_or_cannot_number_its_run_is_refused(
     processor: UnitProcessor, fields: dict[str, Any]
 ) -> None:
     outcome = bulk(processor, command_id="run-bad", **fields)
@@ -111,3 +113,14 @@ def test_an_every_account_run_goes_chunk_by_chunk_and_resets_each_account_once(
     assert [chunk.done for chunk in chunks] == [False, False, True]
     assert [accountid for chunk in chunks for accountid in chunk.accountids] == accountids
     assert numbers(db, accountids) == [2] * 7
+
+
+def test_a_run_whose_next_command_ids_would_be_too_long_is_refused_at_once(
+    processor: UnitProcessor, db: InMemoryDatabase, hasher: Hasher
+) -> None:
+    """A 200-character command_id is a valid key, but `<it>#1` is not: the run is refused
+    before it resets anything, not stopped after its first chunk."""
+    accountid, _ = db.add_account(hasher)
+    outcome = bulk(processor, command_id="c" * 200, every_account=True)
+    assert outcome.code == ExceptionCode.INVALID_PAYLOAD
+    assert db.account(accountid).session_key_number == 1
