@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from schemas import ExceptionCode, ResetSessionKeys
 from schemas.commands import MAX_BULK_ACCOUNTS, next_chunk
@@ -124,3 +126,39 @@ def test_a_run_whose_next_command_ids_would_be_too_long_is_refused_at_once(
     outcome = bulk(processor, command_id="c" * 200, every_account=True)
     assert outcome.code == ExceptionCode.INVALID_PAYLOAD
     assert db.account(accountid).session_key_number == 1
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=70),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+FIELDS = st.sampled_from(
+    ["accountids", "every_account", "chunk", "after", "reset_before", "bulk_id", "appid",
+     "command_id", "requested_by"]
+)  # fmt: skip
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payload=st.dictionaries(FIELDS, JSON | st.lists(st.text(max_size=70), max_size=4)))
+def test_any_payload_gets_an_outcome_and_touches_no_other_appid(
+    processor: UnitProcessor, db: InMemoryDatabase, hasher: Hasher, payload: dict[str, Any]
+) -> None:
+    """The attacker's view: whatever the kwargs of a reset-session-keys message, the worker
+    answers it (success or a code, never an exception) and ends no session outside its appid:
+    an account of another appid, whose accountid the payload may name, keeps its key."""
+    if not db.accounts:
+        db.add_account(hasher, appid="other-app")
+    (elsewhere,) = db.accounts
+    payload = {**payload, "appid": "test-app"} if "appid" not in payload else payload
+    if payload.get("appid") == "other-app":
+        payload["appid"] = "test-app"
+    if isinstance(payload.get("accountids"), list):
+        payload["accountids"] = [*payload["accountids"], elsewhere][:MAX_BULK_ACCOUNTS]
+    outcome = bulk(processor, **payload)
+    assert outcome.status in ("success", "failure")
+    assert db.account(elsewhere).session_key_number == 1
