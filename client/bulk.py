@@ -8,11 +8,11 @@ continues as `#1`, `#2`... Each message's result event names the accounts it res
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import redis
@@ -22,6 +22,9 @@ from schemas import CommandOutcome, ResetSessionKeys
 from schemas.commands import MAX_BULK_ACCOUNTS
 
 COMMAND = ResetSessionKeys.name
+# The JSON of a message's accountids: a thousand dashboard ids (`acct_` and 16 hex digits) take
+# about 25 KB; a thousand of 64 characters would not fit MAX_MESSAGE_BYTES once base64-encoded.
+CHUNK_BYTES = 40_000
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,28 @@ def chunk_payloads(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(command_id, kwargs) of each message of a listed run; an accountid listed twice is
     sent once."""
-    unique = iter(dict.fromkeys(accountid.strip() for accountid in accountids if accountid.strip()))
-    number = 0
-    while chunk := list(islice(unique, MAX_BULK_ACCOUNTS)):
+    unique = dict.fromkeys(accountid.strip() for accountid in accountids if accountid.strip())
+    for number, chunk in enumerate(_chunks(unique)):
         payload: dict[str, Any] = {"accountids": chunk, "bulk_id": bulk_id, "chunk": number}
         if requested_by:
             payload["requested_by"] = requested_by
         yield f"{bulk_id}#{number}", payload
-        number += 1
+
+
+def _chunks(accountids: Iterable[str]) -> Iterator[list[str]]:
+    """At most MAX_BULK_ACCOUNTS a chunk, and at most CHUNK_BYTES of their JSON, so that a
+    message stays well under the worker's MAX_MESSAGE_BYTES (64 KiB) with long accountids."""
+    chunk: list[str] = []
+    size = 0
+    for accountid in accountids:
+        cost = len(json.dumps(accountid)) + 2
+        if chunk and (len(chunk) == MAX_BULK_ACCOUNTS or size + cost > CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(accountid)
+        size += cost
+    if chunk:
+        yield chunk
 
 
 def every_account_payload(*, requested_by: str | None) -> dict[str, Any]:

@@ -7,12 +7,14 @@ one before; a replayed chunk changes nothing and its event is the recorded one.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from client.bulk import CHUNK_BYTES, chunk_payloads
 from schemas import ExceptionCode, ResetSessionKeys
 from schemas.commands import MAX_BULK_ACCOUNTS, next_chunk
 from schemas.events import BulkChunk
@@ -162,3 +164,21 @@ def test_any_payload_gets_an_outcome_and_touches_no_other_appid(
     outcome = bulk(processor, **payload)
     assert outcome.status in ("success", "failure")
     assert db.account(elsewhere).session_key_number == 1
+
+
+def test_a_listed_run_of_long_accountids_is_cut_to_fit_a_message() -> None:
+    """1,000 accountids of 64 characters are 67 KB of JSON, over MAX_MESSAGE_BYTES (64 KiB)
+    once base64-encoded: the client cuts them into messages of at most 40 KB of ids, and a
+    run of dashboard-sized ids into messages of 1,000."""
+    long_ids = [f"acct_{n:059d}" for n in range(1500)]
+    chunks = [
+        payload["accountids"]
+        for _, payload in chunk_payloads(long_ids, bulk_id="r", requested_by=None)
+    ]
+    assert [len(chunk) for chunk in chunks] == [588, 588, 324]  # 68 bytes an id
+    assert all(len(json.dumps(chunk)) <= CHUNK_BYTES for chunk in chunks)
+    short = [f"acct_{n:016x}" for n in range(2500)]
+    sent = list(chunk_payloads([*short, short[0]], bulk_id="r", requested_by="ops"))
+    assert [len(payload["accountids"]) for _, payload in sent] == [1000, 1000, 500]
+    assert [command_id for command_id, _ in sent] == ["r#0", "r#1", "r#2"]
+    assert {payload["requested_by"] for _, payload in sent} == {"ops"}
