@@ -17,7 +17,7 @@ from rich.progress import Progress
 
 from client.bulk_cli import reset_session_keys
 from client.producer import AccountResetClient
-from client.settings import ClientSettings
+from client.settings import ClientSettings, settings_problems
 from client.tail import EventFilter, tail_events
 from schemas import COMMANDS, CommandOutcome
 from schemas.fields import COMMAND_ID
@@ -51,8 +51,7 @@ def enqueue(ctx: click.Context, source: TextIO | None, wait_s: float | None) -> 
     try:
         ClientSettings()  # a bad key is one line here, not a traceback from the first send
     except ValidationError as error:
-        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
-        raise click.ClickException(f"invalid settings: {problems}") from None
+        raise click.ClickException(f"invalid settings: {settings_problems(error)}") from None
     if ctx.invoked_subcommand is not None:
         return
     if source is None:

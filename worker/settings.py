@@ -109,6 +109,17 @@ class Settings(SharedSettings):
         default=2, ge=1, description="Database connections per worker process."
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_the_worker_knows(cls, value: str) -> str:
+        scheme = value.partition(":")[0].partition("+")[0]
+        if scheme not in ("sqlite", "postgresql", "postgres", "mariadb", "mysql"):
+            raise ValueError(
+                "ACCOUNT_RESET_DATABASE_URL must be a sqlite://, postgresql://, mariadb:// or"
+                " mysql:// URL"
+            )
+        return value
+
     # Hashes shared with the dashboard. keyed: HASH_KEY is its `dashboardEncryptionKey`, which
     # the application embedding the dashboard sets. unkeyed: a stock dashboard that sets none
     # (lookups hashed with the text "undefined", passwords with no key); HASH_KEY must be unset.

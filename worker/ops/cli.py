@@ -15,6 +15,7 @@ from rich.table import Table
 
 from client import cli as client_cli
 from client import local_broker
+from client.settings import settings_problems
 from schemas.fields import COMMAND_ID
 from worker.ops.accounts import accounts, reset_codes
 from worker.ops.worker_extra import require_worker_extra
@@ -83,8 +84,7 @@ def main(ctx: click.Context) -> None:
 
 
 def _invalid_settings(error: ValidationError) -> click.ClickException:
-    problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
-    return click.ClickException(f"invalid settings: {problems}")
+    return click.ClickException(f"invalid settings: {settings_problems(error)}")
 
 
 def _use_the_found_broker(*, worker_settings: bool) -> None:
