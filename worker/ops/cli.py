@@ -36,11 +36,18 @@ NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events", "status"})
 FINDS_THE_BROKER = frozenset({"enqueue", "events", "failed", "health", "status"})
 
 
+# Set on the context when the subcommand's own arguments ask for its help.
+HELP = "account-reset.asks-for-help"
+
+
 class OneLineErrors(click.Group):
     """A Redis or database out of reach, or refusing this user, is one line, not a traceback
     (the line names the server and the fault, never a password or a value)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # The subcommand's arguments, unparsed until after the group's callback has run.
+        rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        ctx.meta[HELP] = any(argument in ("-h", "--help") for argument in rest)
         try:
             return super().invoke(ctx)
         except Exception as exc:
@@ -72,15 +79,24 @@ def _unreachable(exc: BaseException) -> str | None:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """account-reset-worker: applies account-security commands from a Redis queue."""
+    if _asks_for_help(ctx):
+        return  # help reads no setting and connects to nothing
+    worker_settings = ctx.invoked_subcommand not in NO_WORKER_SETTINGS
+    if worker_settings:
+        require_worker_extra(ctx.invoked_subcommand)
     if ctx.invoked_subcommand in FINDS_THE_BROKER and not local_broker.broker_url_is_set():
-        _use_the_found_broker(worker_settings=ctx.invoked_subcommand not in NO_WORKER_SETTINGS)
-    if ctx.invoked_subcommand in NO_WORKER_SETTINGS:
+        _use_the_found_broker(worker_settings=worker_settings)
+    if not worker_settings:
         return
-    require_worker_extra(ctx.invoked_subcommand)
     try:
         _settings()
     except ValidationError as error:
         raise _invalid_settings(error) from None
+
+
+def _asks_for_help(ctx: click.Context) -> bool:
+    """`account-reset <command> ... --help` (noted by `OneLineErrors.invoke`)."""
+    return bool(ctx.meta.get(HELP))
 
 
 def _invalid_settings(error: ValidationError) -> click.ClickException:

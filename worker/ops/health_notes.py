@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -43,8 +44,16 @@ def node_name(note: Path) -> str:
 
 
 def node_notes(health_file: Path) -> list[Path]:
-    """The liveness note of every node on this machine, by name."""
-    return sorted(nodes_folder(health_file).glob(f"*{NODE_NOTE_SUFFIX}"))
+    """The liveness note of every node on this machine, by name: of each node with any note,
+    since a node can note a fault (a read-only database) before its first liveness note."""
+    folder = nodes_folder(health_file)
+    of_a_node = re.compile(rf"^(.+){re.escape(NODE_NOTE_SUFFIX)}(\.[a-z-]+)?$")
+    names = {
+        found.group(1)
+        for path in folder.glob(f"*{NODE_NOTE_SUFFIX}*")
+        if (found := of_a_node.match(path.name)) is not None
+    }
+    return [folder / f"{name}{NODE_NOTE_SUFFIX}" for name in sorted(names)]
 
 
 _this_node: list[Path] = []
