@@ -15,11 +15,14 @@ import pytest
 import redis
 
 from client.events import stream_outcomes
+from client.raw_message import raw_protocol2_message
+from schemas import ResetSessionKeys
+from schemas.commands import next_chunk
 from schemas.events import BulkChunk
 from tests.support.ids import unique
 from tests.support.probes import CLI
 from tests.support.seeding import Seeder
-from tests.support.workers import WorkerProcess, worker_env
+from tests.support.workers import WorkerProcess, wait_until_acknowledged, worker_env
 
 DEADLINE_S = 120.0
 CHUNK = 5
@@ -100,3 +103,31 @@ def test_every_account_of_an_appid_is_reset_once_across_chained_messages(
     assert [chunk.chunk for chunk in chunks] == [0, 1, 2, 3, 4]
     assert [accountid for chunk in chunks for accountid in chunk.accountids] == accounts
     assert [chunk.done for chunk in chunks] == [False] * 4 + [True]
+
+
+def test_a_chunk_delivered_again_after_its_next_committed_replays_alone(
+    bulk_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """Finding 3: chunk #1 of a finished every_account run delivered again (as after a worker
+    killed between sending #2 and acknowledging #1) replays alone. It used to send #2 again,
+    whose replay sent #3, to the run's end: a second chain behind the first (4 events here)."""
+    appid = unique("bulk-app")
+    seeder.accounts(23, appid=appid)
+    done = enqueue(bulk_worker, "--every-account", "--appid", appid)
+    assert done.returncode == 0, done.stderr
+    bulk_id = done.stdout.splitlines()[0]
+    first = next(c for c in chunks_of(bulk_id, bulk_worker, redis_client) if c.chunk == 0)
+    again = next_chunk({}, first, appid=appid)
+    assert again is not None
+    stream = bulk_worker.env["ACCOUNT_RESET_EVENTS_STREAM"]
+    before = stream_outcomes(redis_client, stream)
+
+    message = raw_protocol2_message(ResetSessionKeys.name, again, bulk_worker.queue)
+    redis_client.lpush(bulk_worker.queue, message)
+    # Each message is acknowledged only after it has sent its next: the queue is empty once
+    # no chain runs.
+    wait_until_acknowledged(redis_client, bulk_worker.queue, DEADLINE_S)
+
+    after = stream_outcomes(redis_client, stream)[len(before) :]
+    recorded = next(o for o in before if o.command_id == f"{bulk_id}#1")
+    assert [(o.command_id, o.event_id) for o in after] == [(recorded.command_id, recorded.event_id)]

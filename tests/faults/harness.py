@@ -22,11 +22,23 @@ from schemas import CommandOutcome
 from tests.support.messages import own_sessions_reset
 from tests.support.seeding import Seeder
 from tests.support.waiting import poll_until
-from tests.support.workers import WorkerProcess, pool_children
+from tests.support.workers import WorkerProcess, pool_children, worker_env
 from worker.broker.transport import reserved_key
 
 EVENT_DEADLINE_S = 180.0
 PROCESS_DEADLINE_S = 30.0
+
+
+def crash_env(redis_url: str, database_url: str, **overrides: str) -> dict[str, str]:
+    # A short visibility timeout, so a killed main process's commands come back within seconds.
+    return worker_env(
+        redis_url=redis_url,
+        database_url=database_url,
+        ACCOUNT_RESET_VISIBILITY_TIMEOUT_S="5",
+        ACCOUNT_RESET_RETRY_BACKOFF_MAX_S="2",
+        ACCOUNT_RESET_RESTORE_INTERVAL_S="1",
+        **overrides,
+    )
 
 
 @dataclass

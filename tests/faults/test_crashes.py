@@ -8,24 +8,13 @@ from pathlib import Path
 
 import redis
 
-from tests.faults.harness import CommandStream, kill_main, wait_gone
+from tests.faults.harness import CommandStream, crash_env, kill_main, wait_gone
 from tests.support.seeding import Seeder
-from tests.support.workers import WorkerProcess, pool_children, worker_env
+from tests.support.workers import WorkerProcess, pool_children
 from worker.security.hashing import Hasher
 
 KILLS = 3
 COMMANDS = 600
-
-
-def crash_env(redis_url: str, database_url: str) -> dict[str, str]:
-    # A short visibility timeout, so a killed main process's commands come back within seconds.
-    return worker_env(
-        redis_url=redis_url,
-        database_url=database_url,
-        ACCOUNT_RESET_VISIBILITY_TIMEOUT_S="5",
-        ACCOUNT_RESET_RETRY_BACKOFF_MAX_S="2",
-        ACCOUNT_RESET_RESTORE_INTERVAL_S="1",
-    )
 
 
 def test_sigkill_of_the_main_process_mid_stream_applies_each_command_once(

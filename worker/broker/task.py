@@ -6,6 +6,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -90,9 +91,10 @@ class CommandTask(Task[Any, str]):
     ) -> str:
         processor = runtime().processor
         try:
+            started = datetime.now(UTC)
             outcome = self._run_while_refused(processor, model, handler, args, payload)
             # Within the retries: a broker out of reach retries this message, which replays.
-            self._send_next_chunk(outcome, payload)
+            self._send_next_chunk(outcome, payload, replayed=outcome.occurred_at < started)
         except Exception as exc:
             cause = fault_cause(exc)
             note_database_fault(exc, health_file())
@@ -109,14 +111,21 @@ class CommandTask(Task[Any, str]):
             raise fault from None
         return outcome.status.value
 
-    def _send_next_chunk(self, outcome: CommandOutcome, payload: dict[str, Any]) -> None:
+    def _send_next_chunk(
+        self, outcome: CommandOutcome, payload: dict[str, Any], *, replayed: bool
+    ) -> None:
         """An every_account reset-session-keys run goes on as its next message, sent after
-        this one's commit (and again on a replay of it: the next one then only replays too).
-        A crash before it is sent redelivers this message, which sends it then."""
+        this one's commit. A crash before it is sent redelivers this message, whose replay
+        sends it then; a replay whose next message has committed sends nothing: that
+        message's own delivery carries the run on (it is acknowledged only once it has sent
+        its next), and sending it again would set off a second chain of messages behind the
+        first, each replaying and sending its next, to the run's end."""
         if outcome.bulk is None or outcome.appid is None:
             return
         kwargs = next_chunk(payload, outcome.bulk, appid=outcome.appid)
         if kwargs is None:
+            return
+        if replayed and self._is_recorded(kwargs):
             return
         self.app.send_task(
             self.name,
@@ -125,6 +134,14 @@ class CommandTask(Task[Any, str]):
             argsrepr="()",
             kwargsrepr=redacted_kwargs(kwargs),
         )
+
+    def _is_recorded(self, payload: dict[str, Any]) -> bool:
+        """The database holds an outcome for this message (unknown, as when the database is
+        out of reach: False, and the message is sent, at worst to replay)."""
+        recorded = runtime().processor.recorded_answer(
+            COMMANDS[self.name], args=(), payload=payload, task_id=payload[COMMAND_ID]
+        )
+        return recorded is not None
 
     def _run_while_refused(
         self,
