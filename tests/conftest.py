@@ -1,7 +1,8 @@
 """The tests' fixtures: Redis, SQLite, PostgreSQL and MariaDB, and real worker processes.
 
-`ACCOUNT_RESET_TEST_REDIS_URL` names a Redis to use (else an embedded one is started); the
-databases are named as tests/support/databases.py says. Helpers live in the tests.support package.
+The servers are the ones `ACCOUNT_RESET_TEST_*` variables name, else the machine's usual ones,
+else private ones started for the session (tests/support/servers.py). Helpers live in the
+tests.support package.
 
 Each test is marked with its ring, the directory it lives in (`pytest -m unit` runs the unit ring):
 unit (no services), integration (real databases and Redis), e2e (real worker processes), faults.
@@ -10,7 +11,6 @@ unit (no services), integration (real databases and Redis), e2e (real worker pro
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +24,10 @@ from tests.support.databases import BACKENDS, backend_database
 from tests.support.ids import unique
 from tests.support.keys import TEST_BCRYPT_ROUNDS, TEST_HASH_KEY
 from tests.support.seeding import Seeder
+from tests.support.servers import SERVERS
 from tests.support.workers import SESSION_KEYS, WorkerProcess, worker_env
 from worker.db.engine import create_db_engine
 from worker.db.migrate import upgrade
-from worker.dev.embedded_redis import EmbeddedRedis
-from worker.dev.processes import free_port
 from worker.security.hashing import Hasher
 from worker.streams.publisher import EventStream
 
@@ -38,6 +37,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 RINGS = ("unit", "integration", "e2e", "faults")
 TESTS_DIR = Path(__file__).parent
+
+
+def pytest_sessionfinish() -> None:
+    """The private servers the session started (none where the machine runs its own)."""
+    SERVERS.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,19 +56,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def redis_url() -> Iterator[str]:
     """The tests' Redis; when the session ends, every key a worker env of it named is removed
     (tests delete what they look at; this catches what a failed or killed run left)."""
-    url = os.environ.get("ACCOUNT_RESET_TEST_REDIS_URL")
-    embedded = None
-    if not url:
-        embedded = EmbeddedRedis(port=free_port(), directory=Path(tempfile.mkdtemp())).start()
-        url = embedded.url
+    url = SERVERS.redis()
     yield url
     client = redis.Redis.from_url(url)
     keys = sorted(SESSION_KEYS)
     for start in range(0, len(keys), 500):
         client.delete(*keys[start : start + 500])
     client.close()
-    if embedded is not None:
-        embedded.stop()
 
 
 @pytest.fixture
