@@ -36,6 +36,9 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 RINGS = ("unit", "integration", "e2e", "faults")
+# A test that waits past its ring's bound has hung (issue 16, finding 12): the slowest take a
+# tenth of it on a busy 2-core machine. Fault tests wait through outages on purpose.
+RING_TIMEOUTS_S = {"unit": 60, "integration": 120, "e2e": 120, "faults": 300}
 TESTS_DIR = Path(__file__).parent
 
 
@@ -45,11 +48,14 @@ def pytest_sessionfinish() -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its ring: the first directory under tests/ it lives in."""
+    """Mark each test with its ring (the first directory under tests/ it lives in), and give it
+    its ring's timeout unless it has one of its own."""
     for item in items:
         ring = item.path.relative_to(TESTS_DIR).parts[0]
         if ring in RINGS:
             item.add_marker(ring)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(RING_TIMEOUTS_S[ring]))
 
 
 @pytest.fixture(scope="session")
