@@ -1,7 +1,8 @@
 """The tests' fixtures: Redis, SQLite, PostgreSQL and MariaDB, and real worker processes.
 
-`ACCOUNT_RESET_TEST_REDIS_URL` names a Redis to use (else an embedded one is started); the
-databases are named as tests/support/databases.py says. Helpers live in the tests.support package.
+The servers are the ones `ACCOUNT_RESET_TEST_*` variables name, else the machine's usual ones,
+else private ones started for the session (tests/support/servers.py). Helpers live in the
+tests.support package.
 
 Each test is marked with its ring, the directory it lives in (`pytest -m unit` runs the unit ring):
 unit (no services), integration (real databases and Redis), e2e (real worker processes), faults.
@@ -10,8 +11,6 @@ unit (no services), integration (real databases and Redis), e2e (real worker pro
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.support.databases import BACKENDS, backend_database
 from tests.support.ids import unique
 from tests.support.keys import TEST_BCRYPT_ROUNDS, TEST_HASH_KEY
 from tests.support.seeding import Seeder
+from tests.support.servers import SERVERS
 from tests.support.workers import (
     SESSION_ENVS,
     SESSION_KEYS,
@@ -34,8 +34,6 @@ from tests.support.workers import (
 )
 from worker.db.engine import create_db_engine
 from worker.db.migrate import upgrade
-from worker.dev.embedded_redis import EmbeddedRedis
-from worker.dev.processes import free_port
 from worker.security.hashing import Hasher
 from worker.streams.publisher import EventStream
 
@@ -44,36 +42,39 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 RINGS = ("unit", "integration", "e2e", "faults")
+# A test that waits past its ring's bound has hung (issue 16, finding 12): the slowest took 22 s
+# on a busy 2-core machine (unit ring: 2 s in all). Fault tests wait through outages on purpose.
+RING_TIMEOUTS_S = {"unit": 60, "integration": 120, "e2e": 120, "faults": 300}
 TESTS_DIR = Path(__file__).parent
 
 
+def pytest_sessionfinish() -> None:
+    """The private servers the session started (none where the machine runs its own)."""
+    SERVERS.close()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test with its ring: the first directory under tests/ it lives in."""
+    """Mark each test with its ring (the first directory under tests/ it lives in), and give it
+    its ring's timeout unless it has one of its own."""
     for item in items:
         ring = item.path.relative_to(TESTS_DIR).parts[0]
         if ring in RINGS:
             item.add_marker(ring)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(RING_TIMEOUTS_S[ring]))
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """The tests' Redis; when the session ends, every key a worker env of it named is removed
     (tests delete what they look at; this catches what a failed or killed run left)."""
-    url = os.environ.get("ACCOUNT_RESET_TEST_REDIS_URL")
-    embedded = None
-    if not url:
-        directory = Path(tempfile.mkdtemp(prefix="account-reset-test-redis-"))
-        embedded = EmbeddedRedis(port=free_port(), directory=directory).start()
-        url = embedded.url
+    url = SERVERS.redis()
     yield url
     client = redis.Redis.from_url(url)
     keys = sorted(SESSION_KEYS)
     for start in range(0, len(keys), 500):
         client.delete(*keys[start : start + 500])
     client.close()
-    if embedded is not None:
-        embedded.stop()
-        shutil.rmtree(embedded.directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import urllib.request
@@ -17,11 +18,13 @@ from client.raw_message import raw_protocol2_message, task_id_of
 from tests.support.ids import unique
 from tests.support.messages import own_sessions_reset
 from tests.support.seeding import Seeder
+from tests.support.waiting import poll_until
 from tests.support.workers import WorkerProcess, worker_env
 from worker.dev.processes import free_port
 
 SUCCESSES = 12
 UNKNOWN_ACCOUNTS = 3
+COUNTS_DEADLINE_S = 10.0
 
 
 @pytest.fixture
@@ -59,6 +62,33 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def counts(worker: WorkerProcess) -> dict[str, float]:
+    """What the metrics count of the test's messages."""
+    queue = worker.env["ACCOUNT_RESET_QUEUE"]
+    samples = scrape(worker)
+    return {
+        "success": value(
+            samples, "account_reset_commands_total", command="reset-session-key", outcome="success"
+        ),
+        "invalid-accountid": value(
+            samples, "account_reset_commands_total", command="reset-session-key",
+            outcome="invalid-accountid",
+        ),
+        "password success": value(
+            samples, "account_reset_commands_total", command="reset-account-password",
+            outcome="success",
+        ),
+        "timed": value(
+            samples, "account_reset_command_duration_seconds_count", command="reset-session-key"
+        ),
+        "published by the task": value(
+            samples, "account_reset_publish_delay_seconds_count", by="task"
+        ),
+        "dead letters": value(samples, "account_reset_dead_letters_total", reason="unknown-task"),
+        "queue depth": value(samples, "account_reset_queue_depth", queue=queue),
+    }  # fmt: skip
+
+
 def test_metrics_count_every_pool_process_and_logs_are_json_lines(
     observed_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
 ) -> None:
@@ -83,35 +113,7 @@ def test_metrics_count_every_pool_process_and_logs_are_json_lines(
     observed_worker.outcomes(redis_client, {task_id_of(m) for m in messages})
     observed_worker.wait_for_log("dead-lettered task no-such-task")
 
-    samples = scrape(observed_worker)
-    counted = {
-        "success": value(
-            samples, "account_reset_commands_total", command="reset-session-key", outcome="success"
-        ),
-        "invalid-accountid": value(
-            samples, "account_reset_commands_total", command="reset-session-key",
-            outcome="invalid-accountid",
-        ),
-        "password success": value(
-            samples, "account_reset_commands_total", command="reset-account-password",
-            outcome="success",
-        ),
-        "timed": value(
-            samples, "account_reset_command_duration_seconds_count", command="reset-session-key"
-        ),
-        "published by the task": value(
-            samples, "account_reset_publish_delay_seconds_count", by="task"
-        ),
-        "dead letters": value(samples, "account_reset_dead_letters_total", reason="unknown-task"),
-        "queue depth": value(samples, "account_reset_queue_depth", queue=queue),
-    }  # fmt: skip
-    processed_by = {
-        json.loads(line)["processName"]
-        for line in observed_worker.log().splitlines()
-        if line.startswith("{") and '"command_id"' in line
-    }
-    print(f"\nmetrics {counted}, processed by {sorted(processed_by)}")
-    assert counted == {
+    expected = {
         "success": SUCCESSES,
         "invalid-accountid": UNKNOWN_ACCOUNTS,
         "password success": 1,
@@ -120,6 +122,18 @@ def test_metrics_count_every_pool_process_and_logs_are_json_lines(
         "dead letters": 1,
         "queue depth": 0,
     }
+    # A pool process counts an event just after publishing it, so a scrape right after the last
+    # event may miss that count (seen: 15 of 16 published, while looking into issue 16 #12).
+    with contextlib.suppress(TimeoutError):
+        poll_until(lambda: counts(observed_worker) == expected, COUNTS_DEADLINE_S, "the counts")
+    counted = counts(observed_worker)
+    processed_by = {
+        json.loads(line)["processName"]
+        for line in observed_worker.log().splitlines()
+        if line.startswith("{") and '"command_id"' in line
+    }
+    print(f"\nmetrics {counted}, processed by {sorted(processed_by)}")
+    assert counted == expected
     assert len(processed_by) == 2, "both pool processes should have taken commands"
 
     lines = [

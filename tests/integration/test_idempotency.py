@@ -344,7 +344,7 @@ def test_a_racing_different_request_gets_the_conflict_not_the_winners_outcome(
     engine = create_db_engine(server_database_url, pool_size=4)
     processor = in_process_processor(engine, hasher, events_stream, redis_client)
     command_id = unique("cmd")
-    start = threading.Barrier(2)
+    start = threading.Barrier(2, timeout=LOCK_WAIT_DEADLINE_S)
 
     def deliver(requester: str) -> CommandOutcome:
         start.wait()

@@ -31,7 +31,7 @@ def test_racing_deliveries_of_one_command_id_apply_once(
     engine = create_db_engine(server_database_url, pool_size=4)
     processor = in_process_processor(engine, hasher, events_stream, redis_client)
     command_id = unique("cmd")
-    start = threading.Barrier(2)
+    start = threading.Barrier(2, timeout=LOCK_WAIT_DEADLINE_S)
 
     def deliver() -> CommandOutcome:
         start.wait()

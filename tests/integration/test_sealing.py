@@ -388,16 +388,17 @@ print(redis.Redis.from_url({redis_url!r}).lpop({queue!r}).decode())
 def test_the_cli_makes_keys_rotates_them_and_prints_the_public_key(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCOUNT_RESET_")}
     first = subprocess.run(
-        [CLI, "sealing-keys", "new"], env=env, capture_output=True, text=True, check=True
-    ).stdout
+        [CLI, "sealing-keys", "new"], env=env, capture_output=True, text=True, check=True,
+        timeout=60,
+    ).stdout  # fmt: skip
     (tmp_path / "keys.json").write_text(first)
     second = subprocess.run(
         [CLI, "sealing-keys", "new", "--keys-file", str(tmp_path / "keys.json")],
-        env=env, capture_output=True, text=True, check=True,
+        env=env, capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     public = subprocess.run(
         [CLI, "sealing-keys", "public"], env={**env, "ACCOUNT_RESET_SEALING_KEYS": second},
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
 
     old, rotated = SealingKeys.from_json(first), SealingKeys.from_json(second)

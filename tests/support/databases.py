@@ -1,46 +1,24 @@
 """Throwaway databases: one of its own per test or session, on SQLite, PostgreSQL or MariaDB.
 
-`ACCOUNT_RESET_TEST_DATABASE_URL` names a PostgreSQL and `ACCOUNT_RESET_TEST_MARIADB_URL` a
-MariaDB (or MySQL) to run the database tests on as well. With
-`ACCOUNT_RESET_TEST_REQUIRE_SERVICES=1` (CI), a missing one fails instead of skipping.
+The PostgreSQL and MariaDB servers they are made on are found as tests/support/servers.py says.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from tests.support.ids import unique
+from tests.support.servers import SERVERS
 from tests.support.waiting import poll_until
 from worker.db.migrate import upgrade
 from worker.dev.databases import scratch_database
 
-REQUIRE_SERVICES = os.environ.get("ACCOUNT_RESET_TEST_REQUIRE_SERVICES") == "1"
-POSTGRES_URL = os.environ.get("ACCOUNT_RESET_TEST_DATABASE_URL")
-MARIADB_URL = os.environ.get("ACCOUNT_RESET_TEST_MARIADB_URL")
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
 SCRATCH_PREFIX = "account_reset_test"
-
-
-def _service_url_or_skip(url: str | None, variable: str, what: str) -> str:
-    if url:
-        return url
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{variable} is required when services are required")
-    pytest.skip(f"set {variable} to run on {what}")
-
-
-def postgres_url_or_skip() -> str:
-    return _service_url_or_skip(POSTGRES_URL, "ACCOUNT_RESET_TEST_DATABASE_URL", "PostgreSQL")
-
-
-def mariadb_url_or_skip() -> str:
-    return _service_url_or_skip(MARIADB_URL, "ACCOUNT_RESET_TEST_MARIADB_URL", "MariaDB")
 
 
 @contextmanager
@@ -49,7 +27,7 @@ def backend_database(backend: str, directory: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{directory / unique('db')}.db"
     else:
-        server = postgres_url_or_skip() if backend == "postgresql" else mariadb_url_or_skip()
+        server = SERVERS.postgres() if backend == "postgresql" else SERVERS.mariadb()
         with scratch_database(server, prefix=SCRATCH_PREFIX) as url:
             yield url
 

@@ -60,8 +60,9 @@ def seal_with_openssl(secret: str, key: str = TEST_PAYLOAD_KEY) -> dict[str, str
     """A legacy Fernet token, made by examples/seal.sh with openssl alone."""
     env = {"PATH": os.environ["PATH"], "ACCOUNT_RESET_PAYLOAD_KEY": key}
     token = subprocess.run(
-        ["bash", str(SEAL_SH)], input=secret.encode(), env=env, capture_output=True, check=True
-    ).stdout.decode()
+        ["bash", str(SEAL_SH)], input=secret.encode(), env=env, capture_output=True, check=True,
+        timeout=30,
+    ).stdout.decode()  # fmt: skip
     return {"sealed": token.strip()}
 
 

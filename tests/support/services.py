@@ -49,6 +49,12 @@ POLL_INTERVAL_S = 0.02
 LOG_TAIL_CHARS = 4000
 
 
+# Fault tests are about what survives a crash, so durability stays real for them; a server that
+# only stands in for a missing one (tests/support/servers.py) is thrown away, never crashed.
+DURABLE_SETTINGS = ["fsync = on", "synchronous_commit = on", "full_page_writes = on"]
+THROWAWAY_SETTINGS = ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+
+
 class ServiceError(RuntimeError):
     """A private server could not be set up, started or stopped."""
 
@@ -202,11 +208,15 @@ class _PrivateService:
 
 
 class PrivatePostgres(_PrivateService):
-    """A PostgreSQL cluster of its own on 127.0.0.1, created by the first `start()`."""
+    """A PostgreSQL cluster of its own on 127.0.0.1, created by the first `start()`; without
+    fsync when not `durable` (a stand-in for a missing server, which no test crashes)."""
 
-    def __init__(self, *, bin_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, *, bin_dir: Path | None = None, port: int | None = None, durable: bool = True
+    ) -> None:
         self.bin_dir = bin_dir if bin_dir is not None else find_postgres_bin_dir()
-        super().__init__(prefix="fault-pg-")
+        super().__init__(prefix="fault-pg-" if durable else "test-pg-")
+        self.durable = durable
         self.port = port if port is not None else free_port()
         self.data_dir = self.directory / "data"
         self.log_path = self.directory / "postgres.log"
@@ -312,10 +322,7 @@ class PrivatePostgres(_PrivateService):
                 f"port = {self.port}",
                 f"unix_socket_directories = '{socket_dir}'",
                 "max_connections = 100",
-                "# Fault tests are about what survives a crash, so durability stays real.",
-                "fsync = on",
-                "synchronous_commit = on",
-                "full_page_writes = on",
+                *(DURABLE_SETTINGS if self.durable else THROWAWAY_SETTINGS),
                 "",
             ]
         )

@@ -32,18 +32,27 @@ class DashboardError(RuntimeError):
     """The dashboard's API threw: its error message, e.g. `invalid-password`."""
 
 
+def _cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "account-reset-worker"
+
+
+def _target() -> Path:
+    lock = (NODE_DIR / "package-lock.json").read_bytes()
+    return _cache() / f"dashboard-{hashlib.sha256(lock).hexdigest()[:16]}"
+
+
+def is_installed() -> bool:
+    return (_target() / "node_modules" / "@layeredapps" / "dashboard").is_dir()
+
+
 def installed_modules() -> Path:
     """`node_modules` for the pinned lock file, installed once per machine."""
-    lock = (NODE_DIR / "package-lock.json").read_bytes()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "account-reset-worker"
-    target = cache / f"dashboard-{hashlib.sha256(lock).hexdigest()[:16]}"
-    modules = target / "node_modules"
-    cache.mkdir(parents=True, exist_ok=True)
-    with (cache / "dashboard.lock").open("w") as lock_file:
+    _cache().mkdir(parents=True, exist_ok=True)
+    with (_cache() / "dashboard.lock").open("w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
-        if not (modules / "@layeredapps" / "dashboard").is_dir():
-            _install(target)
-    return modules
+        if not is_installed():
+            _install(_target())
+    return _target() / "node_modules"
 
 
 def _install(target: Path) -> None:
@@ -134,7 +143,7 @@ class Dashboard:
             self.process.wait(timeout=REPLY_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            self.process.wait(timeout=REPLY_TIMEOUT_S)
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.stderr.close()
