@@ -21,6 +21,8 @@ from tests.support.waiting import poll_until
 from tests.support.workers import WorkerProcess
 
 DEADLINE_S = 60.0
+# The states Flower gives a task once its last event is in.
+FINISHED = ("SUCCESS", "FAILURE")
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def tasks_shown(flower: str, task_ids: set[str], timeout_s: float = DEADLINE_S) 
 
     def finished(status: int, body: bytes) -> bool:
         shown = json.loads(body) if status == 200 else {}
-        return all(shown.get(i, {}).get("state") == "SUCCESS" for i in task_ids)
+        return all(shown.get(i, {}).get("state") in FINISHED for i in task_ids)
 
     _, body = http_until(f"{flower}/api/tasks", finished, f"Flower showing {task_ids}", timeout_s)
     shown = json.loads(body)
@@ -93,3 +95,35 @@ def test_flower_shows_each_command_with_its_arguments_redacted(
         assert secret not in everything
     assert {t["name"] for t in shown.values()} == {"reset-account-password", "reset-session-key"}
     assert user.accountid in everything  # identifiers are shown
+
+
+def failures_counted(flower: str, worker: WorkerProcess) -> int:
+    """Flower's Failed counter for the worker (its workers page)."""
+    shown = get(f"{flower}/workers?json=1")["data"]
+    return sum(w.get("task-failed", 0) for w in shown if w["hostname"] == worker.nodename)
+
+
+def test_flower_shows_a_refused_command_as_failed_with_its_code(
+    flower: str, running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """Finding 6 (issue 16): Flower showed a refused command (`invalid-reset-code`) as a green
+    SUCCESS with the result 'failure' and no code, and its Failed counter stayed at 0."""
+    queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
+    user = seeder.account()
+    seeder.code(user)
+    refused = raw_protocol2_message(
+        "reset-account-password",
+        {"username": user.username, "secret-code": unique("wrong-code"),
+         "new-password": unique("FLOWER-SECRET")[:40]}, queue,
+    )  # fmt: skip
+    applied = own_sessions_reset(user.accountid, queue)
+    watching(flower, running_worker, redis_client)
+    failed_before = failures_counted(flower, running_worker)
+    redis_client.lpush(queue, refused, applied)
+
+    shown = tasks_shown(flower, {task_id_of(refused), task_id_of(applied)})
+
+    assert shown[task_id_of(refused)]["state"] == "FAILURE"
+    assert shown[task_id_of(refused)]["exception"] == "CommandRefused('invalid-reset-code')"
+    assert shown[task_id_of(applied)]["state"] == "SUCCESS"
+    assert failures_counted(flower, running_worker) > failed_before
