@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from client import cli as client_cli
 from schemas.fields import COMMAND_ID
@@ -204,19 +203,9 @@ def failed_list(limit: int | None, as_json: bool) -> None:
         for letter in letters:
             click.echo(json.dumps(letter.shown()))
         return
-    table = Table("id", "when", "reason", "task", "command_id", "accountid", "retryable")
-    for letter in letters:
-        table.add_row(
-            letter.letter_id,
-            letter.dead_lettered_at.isoformat(timespec="seconds"),
-            f"{letter.reason.value}: {letter.detail}"
-            + (f" ({letter.cause})" if letter.cause else ""),
-            letter.task or "-",
-            letter.command_id or "-",
-            letter.accountid or "-",
-            "yes" if letter.retryable else "no",
-        )
-    Console().print(table)
+    from worker.ops.tables import print_dead_letters
+
+    print_dead_letters(Console(), letters)
     click.echo(f"{len(letters)} dead letter(s)", err=True)
 
 
