@@ -10,6 +10,7 @@ unit (no services), integration (real databases and Redis), e2e (real worker pro
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,8 @@ def redis_url() -> Iterator[str]:
     url = os.environ.get("ACCOUNT_RESET_TEST_REDIS_URL")
     embedded = None
     if not url:
-        embedded = EmbeddedRedis(port=free_port(), directory=Path(tempfile.mkdtemp())).start()
+        directory = Path(tempfile.mkdtemp(prefix="account-reset-test-redis-"))
+        embedded = EmbeddedRedis(port=free_port(), directory=directory).start()
         url = embedded.url
     yield url
     client = redis.Redis.from_url(url)
@@ -65,6 +67,7 @@ def redis_url() -> Iterator[str]:
     client.close()
     if embedded is not None:
         embedded.stop()
+        shutil.rmtree(embedded.directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from worker.settings import Settings
     from worker.streams.dead_letters import DeadLetter, DeadLetterBox
 
-DEMO_WIDTH = 190
-
-
 # A producer's and an audit consumer's commands: they need Redis (or nothing),
 # never the worker's settings, which they would have to satisfy with the worker's secrets.
 NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events"})
@@ -423,7 +420,7 @@ def demo(database_url: str | None) -> None:
     """Every seed scenario through an embedded Redis, a real worker and SQLite."""
     from worker.dev.demo import run_demo
 
-    run_demo(Console(width=max(Console().width, DEMO_WIDTH)), database_url=database_url)
+    run_demo(Console(), database_url=database_url)
 
 
 if __name__ == "__main__":
