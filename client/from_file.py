@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -32,6 +32,8 @@ class Line:
 
 @dataclass(frozen=True)
 class Sent:
+    """A line's command as sent: under its own command_id, or a new one."""
+
     number: int
     command: str
     command_id: str
@@ -108,7 +110,8 @@ def summary(found: dict[str, CommandOutcome]) -> str:
 
 
 @contextmanager
-def _progress(console: Console, description: str, *, total: int) -> Iterator[Any]:
+def _progress(console: Console, description: str, *, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on `console`, and the function that moves it one step."""
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console) as bar:
         task = bar.add_task(description, total=total)
         yield lambda: bar.advance(task)
