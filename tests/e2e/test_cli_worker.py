@@ -4,11 +4,16 @@ tests/integration/test_cli.py)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
 import queue
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +29,8 @@ from tests.support.workers import clean_env, remove_health_files, worker_env
 from worker.dev.processes import free_port
 
 DEADLINE_S = 60.0
+# What a terminal gets besides text: styles (bold...), which NO_COLOR leaves on.
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class LineReader:
@@ -112,6 +119,43 @@ def test_demo_runs_every_scenario_readable_at_80_columns(tmp_path: Path) -> None
     ):  # fmt: skip
         assert re.search(rf"\s{code}\s", result.stdout)
     assert list(Path(env["TMPDIR"]).iterdir()) == []
+
+
+def test_demo_takes_the_width_of_its_terminal(tmp_path: Path) -> None:
+    """Finding 11 (issue 16): in a real terminal of 120 columns (a pseudo-terminal, no COLUMNS),
+    the demo was 190 columns wide whatever the terminal; it fits the terminal now."""
+    env = demo_env(tmp_path, NO_COLOR="1")
+    env.pop("COLUMNS", None)
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+    try:
+        process = subprocess.Popen(
+            [CLI, "demo"], env=env, stdin=terminal, stdout=terminal, stderr=terminal,
+            close_fds=True,
+        )  # fmt: skip
+        os.close(terminal)
+        shown = read_until_closed(controller)
+        assert process.wait(timeout=DEADLINE_S) == 0, shown
+    finally:
+        os.close(controller)
+    lines = ANSI_STYLE.sub("", shown).splitlines()
+    assert "All 15 scenarios gave the expected outcome." in lines
+    table = lines[lines.index(next(x for x in lines if x.startswith("Database: "))) + 1 :]
+    assert max(len(line) for line in table) <= 120
+
+
+def read_until_closed(controller: int) -> str:
+    """Everything written to a pseudo-terminal until its last writer is gone."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
 
 
 def test_a_failed_demo_removes_its_folder_and_stops_its_redis(tmp_path: Path) -> None:
