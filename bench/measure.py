@@ -56,6 +56,8 @@ class Latency:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    # Every command's wait, sorted (the plot's curve).
+    waits_ms: tuple[float, ...] = ()
 
 
 def latency_at(
@@ -66,8 +68,9 @@ def latency_at(
     sent_at: dict[str, float] = {}
     arrived: dict[str, float] = {}
     start_id = stream_end(client, stream)
+    wanted = {task_id_of(message) for message in messages}
     reader = threading.Thread(
-        target=_follow, args=(client, stream, start_id, arrived, len(messages)), daemon=True
+        target=_follow, args=(client, stream, start_id, arrived, wanted), daemon=True
     )
     reader.start()
     interval = 1.0 / rate
@@ -81,17 +84,20 @@ def latency_at(
     if len(waits) != len(messages):
         raise TimeoutError(f"{len(messages) - len(waits)} events never arrived")
     cuts = statistics.quantiles(waits, n=100, method="inclusive")
-    return Latency(rate, len(waits), cuts[49], cuts[94], cuts[98], waits[-1])
+    return Latency(rate, len(waits), cuts[49], cuts[94], cuts[98], waits[-1], tuple(waits))
 
 
 def _follow(
-    client: redis.Redis, stream: str, after: str, arrived: dict[str, float], expected: int
+    client: redis.Redis, stream: str, after: str, arrived: dict[str, float], wanted: set[str]
 ) -> None:
+    """Note when each wanted command's event arrives (the stream may carry others')."""
     reader = redis.Redis(connection_pool=client.connection_pool)
     deadline = time.monotonic() + DRAIN_DEADLINE_S
     for batch in follow(reader, stream, after=after, deadline=deadline, block_ms=100):
         now = time.perf_counter()
         for _entry_id, fields in batch:
-            arrived.setdefault(read_outcome(fields).command_id, now)
-        if len(arrived) >= expected:
+            command_id = read_outcome(fields).command_id
+            if command_id in wanted:
+                arrived.setdefault(command_id, now)
+        if len(arrived) >= len(wanted):
             return

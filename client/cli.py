@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import click
 from pydantic import ValidationError
 
+from client.bulk_cli import reset_session_keys
 from client.from_file import read_lines, send_lines, summary, wait_for_lines
 from client.producer import AccountResetClient
-from client.settings import ClientSettings
+from client.settings import ClientSettings, settings_problems
 from client.tail import EventFilter, tail_events
 from schemas import CommandOutcome
 from schemas.json_schema import wire_contract
@@ -48,8 +50,7 @@ def enqueue(ctx: click.Context, source: TextIO | None, wait_s: float | None) -> 
     try:
         ClientSettings()  # a bad key is one line here, not a traceback from the first send
     except ValidationError as error:
-        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
-        raise click.ClickException(f"invalid settings: {problems}") from None
+        raise click.ClickException(f"invalid settings: {settings_problems(error)}") from None
     if ctx.invoked_subcommand is not None:
         return
     if source is None:
@@ -108,6 +109,9 @@ def enqueue_password(
         _report(client, [sent], wait_s)
 
 
+enqueue.add_command(reset_session_keys)
+
+
 def _send_lines(source: TextIO, command: str | None, wait_s: float | None) -> None:
     lines = read_lines(source, command)
     with AccountResetClient(ClientSettings()) as client:
@@ -119,20 +123,39 @@ def _send_lines(source: TextIO, command: str | None, wait_s: float | None) -> No
     _summarise(found)
 
 
-def _secrets() -> tuple[str, str, str]:
-    """The username, the reset code and the new password: prompted on a terminal, else three
-    lines of standard input."""
+@dataclass(frozen=True)
+class Secret:
+    """A secret a command reads: `prompt` on a terminal, `named` when standard input lacks it."""
+
+    prompt: str
+    named: str
+    confirmed: bool = False  # asked twice on a terminal
+
+
+def read_secrets(*wanted: Secret) -> list[str]:
+    """Each secret wanted: prompted for (hidden) on a terminal, else one line of standard input
+    each, in that order. Never an argument, which any local user reads in the process list."""
     if sys.stdin.isatty():
-        username = click.prompt("Username", hide_input=True)
-        code = click.prompt("Reset code", hide_input=True)
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
-        return str(username), str(code), str(password)
-    lines = sys.stdin.read().splitlines()
-    if len(lines) < 3 or not all(lines[:3]):
-        raise click.ClickException(
-            "standard input must hold the username, the reset code and the password, one a line"
-        )
-    return lines[0], lines[1], lines[2]
+        return [
+            str(click.prompt(s.prompt, hide_input=True, confirmation_prompt=s.confirmed))
+            for s in wanted
+        ]
+    lines = sys.stdin.read().splitlines()[: len(wanted)]
+    if len(lines) < len(wanted) or not all(lines):
+        *first, last = [s.named for s in wanted]
+        listed = f"{', '.join(first)} and {last}, one a line" if first else f"{last}, on a line"
+        raise click.ClickException(f"standard input must hold {listed}")
+    return lines
+
+
+def _secrets() -> tuple[str, str, str]:
+    """The username, the reset code and the new password."""
+    username, code, password = read_secrets(
+        Secret("Username", "the username"),
+        Secret("Reset code", "the reset code"),
+        Secret("New password", "the password", confirmed=True),
+    )
+    return username, code, password
 
 
 def _report(client: AccountResetClient, sent: list[str], wait_s: float | None) -> None:

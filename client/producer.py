@@ -22,12 +22,20 @@ from typing import Any
 
 from celery import Celery
 
+from client.bulk import (
+    BulkProgress,
+    BulkRun,
+    chunk_payloads,
+    every_account_payload,
+    follow_run,
+    new_bulk_id,
+)
 from client.events import wait_for_outcomes
 from client.redis_clients import broker_connection, redis_client
 from client.sealing import Binding, fernet_keys, multi_fernet, seal
 from client.settings import ClientSettings
 from client.signing import sign_messages
-from schemas import CommandOutcome
+from schemas import CommandOutcome, ResetSessionKeys
 from schemas.display import redacted_kwargs
 from schemas.fields import (
     ACCOUNTID,
@@ -93,6 +101,55 @@ class AccountResetClient:
         """End every session of `accountid`; the requester is the account itself by default."""
         payload = {ACCOUNTID: accountid, REQUESTER_ACCOUNTID: requester_accountid or accountid}
         return self.send("reset-session-key", payload, appid=appid, command_id=command_id)
+
+    def reset_session_keys(
+        self,
+        accountids: Iterable[str] | None = None,
+        *,
+        every_account: bool = False,
+        appid: str | None = None,
+        bulk_id: str | None = None,
+        requested_by: str | None = None,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> BulkRun:
+        """End every session of the listed accounts, or with `every_account` of each account of
+        the appid (an operator's command after an incident; `requested_by` names who asked, in
+        every event). Listed accounts go as messages of up to a thousand; `on_sent` is told
+        how many accounts each message carried. Sending again with the same `bulk_id` is safe.
+        """
+        if every_account == (accountids is not None):
+            raise ValueError("name accountids, or every_account, not both")
+        bulk_id = bulk_id or new_bulk_id()
+        after = self._stream_now()
+        if every_account:
+            payload = every_account_payload(requested_by=requested_by)
+            self.send(ResetSessionKeys.name, payload, appid=appid, command_id=bulk_id)
+            return BulkRun(bulk_id, [bulk_id], every_account=True, listed=None, after=after)
+        sent, listed = [], 0
+        assert accountids is not None
+        for command_id, payload in chunk_payloads(
+            accountids, bulk_id=bulk_id, requested_by=requested_by
+        ):
+            sent.append(
+                self.send(ResetSessionKeys.name, payload, appid=appid, command_id=command_id)
+            )
+            listed += len(payload["accountids"])
+            if on_sent is not None:
+                on_sent(len(payload["accountids"]))
+        return BulkRun(bulk_id, sent, every_account=False, listed=listed, after=after)
+
+    def follow_bulk(
+        self,
+        run: BulkRun,
+        *,
+        timeout_s: float = 300.0,
+        on_progress: Callable[[BulkProgress], None] | None = None,
+    ) -> BulkProgress:
+        """Read a bulk run's events until it is over; TimeoutError after `timeout_s`."""
+        return follow_run(
+            self._events, self.settings.events_stream, run,
+            timeout_s=timeout_s, on_progress=on_progress,
+        )  # fmt: skip
 
     def queue_of(self, command: str) -> str:
         """Session revocations go to their own queue when there is one."""

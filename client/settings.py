@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from joserfc.jwk import ECKey
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from client.redis_clients import RedisOptions, check_redis_url
@@ -205,7 +205,19 @@ def read_key_file(data: Any, *, field: str, variable: str) -> Any:
     if data.get(field):
         raise ValueError(f"set {variable} or {variable}_FILE, not both")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # Without the newline `echo` or an editor leaves: a key or a URL never ends in one.
+        text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
         raise ValueError(f"{variable}_FILE names a file that cannot be read") from None
     return {**data, field: text}
+
+
+def settings_problems(error: ValidationError, *, prefix: str = "ACCOUNT_RESET_") -> str:
+    """A settings error in one line, each problem with the variable it is about (its message
+    alone when it names one already); never the value (hide_input_in_errors)."""
+    problems = []
+    for each in error.errors():
+        message = str(each["msg"]).removeprefix("Value error, ")
+        name = f"{prefix}{'_'.join(map(str, each['loc'])).upper()}" if each["loc"] else ""
+        problems.append(message if not name or prefix in message else f"{name}: {message}")
+    return "; ".join(problems)

@@ -7,6 +7,7 @@ from schemas.commands import (
     CommandLimits,
     ResetAccountPassword,
     ResetSessionKey,
+    ResetSessionKeys,
 )
 from schemas.events import SCHEMA_VERSION, CommandOutcome, OutcomeStatus
 
@@ -20,4 +21,5 @@ __all__ = [
     "OutcomeStatus",
     "ResetAccountPassword",
     "ResetSessionKey",
+    "ResetSessionKeys",
 ]

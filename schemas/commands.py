@@ -18,12 +18,15 @@ from pydantic import (
     ValidationInfo,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from schemas.codes import CommandRejected, ExceptionCode
+from schemas.events import BulkChunk
 from schemas.fields import (
     ACCOUNTID,
+    ACCOUNTIDS,
     NEW_PASSWORD,
     SECRET_CODE,
     USERNAME,
@@ -34,6 +37,13 @@ from schemas.fields import (
 MAX_COMMAND_ID_LENGTH = 200
 MAX_APPID_LENGTH = 200
 MAX_SOURCE_LENGTH = 200
+# reset-session-keys: accounts per message (a chunk, one transaction; about 40 KiB of ids), the
+# length of an accountid, and of the bulk run's id, which chunk numbers extend (`<id>#<n>`).
+MAX_BULK_ACCOUNTS = 1000
+MAX_ACCOUNTID_LENGTH = 64
+MAX_BULK_ID_LENGTH = MAX_COMMAND_ID_LENGTH - 12
+# A run's messages are numbered below this (`#` and ten digits fit the twelve characters left).
+MAX_CHUNKS = 10**10 - 1
 _CODES = frozenset(code.value for code in ExceptionCode)
 
 
@@ -211,9 +221,92 @@ class ResetAccountPassword(_Command):
         return value
 
 
-Command = ResetSessionKey | ResetAccountPassword
+def _accountids(value: Any, handler: Any, info: ValidationInfo) -> Any:  # noqa: ARG001
+    """A list of 1 to MAX_BULK_ACCOUNTS distinct accountids, each usable text; else the
+    command is `invalid-accountid` (which of them is wrong is not said: it is the producer's
+    list to check)."""
+    usable = (
+        isinstance(value, list)
+        and 0 < len(value) <= MAX_BULK_ACCOUNTS
+        and all(
+            isinstance(item, str) and 0 < len(item) <= MAX_ACCOUNTID_LENGTH and is_storable(item)
+            for item in value
+        )
+        and len(set(value)) == len(value)
+    )
+    if not usable:
+        raise PydanticCustomError(ExceptionCode.INVALID_ACCOUNTID, "not a list of accountids")
+    return handler(value)
 
-COMMANDS: dict[str, type[ResetSessionKey] | type[ResetAccountPassword]] = {
+
+class ResetSessionKeys(_Command):
+    """End every session of many accounts: the listed ones (at most MAX_BULK_ACCOUNTS a
+    message), or with `every_account` each account of the appid, chunk after chunk.
+
+    An operator's command after an incident (docs/contract.md, "Bulk revocation"). Each message
+    is one transaction and one result event naming the accounts it reset; an `every_account`
+    run goes on as messages of its own, `<command_id>#1`, `#2`..., each resuming after the last
+    accountid of the one before, until a chunk finds no more accounts.
+    """
+
+    name: ClassVar[str] = "reset-session-keys"
+    field_codes: ClassVar[dict[str, ExceptionCode]] = {
+        ACCOUNTIDS: ExceptionCode.INVALID_ACCOUNTID,
+    }
+
+    accountids: Annotated[list[str] | None, WrapValidator(_accountids)] = None
+    every_account: bool = False
+    # An every_account run's place, set by the worker on the run's next message: the chunk's
+    # number, the last accountid reset before it, the accounts reset so far, the run's id.
+    chunk: int = Field(default=0, ge=0, le=MAX_CHUNKS)
+    after: str | None = Field(default=None, min_length=1, max_length=MAX_ACCOUNTID_LENGTH)
+    reset_before: int = Field(default=0, ge=0, le=MAX_CHUNKS * MAX_BULK_ACCOUNTS)
+    bulk_id: str | None = Field(default=None, min_length=1, max_length=MAX_BULK_ID_LENGTH)
+    # Who asked, for the audit trail (an operator's name, an incident number).
+    requested_by: Annotated[str | None, WrapValidator(_none_unless_source)] = Field(
+        default=None, max_length=MAX_SOURCE_LENGTH
+    )
+
+    @model_validator(mode="after")
+    def _accounts_or_every_account(self) -> ResetSessionKeys:
+        if self.every_account == (self.accountids is not None):
+            raise PydanticCustomError(
+                ExceptionCode.INVALID_ACCOUNTID, "name accountids, or every_account, not both"
+            )
+        if len(self.run_id) > MAX_BULK_ID_LENGTH:
+            # Its messages' command_ids, `<run id>#<n>`, would be too long to record.
+            raise PydanticCustomError(ExceptionCode.INVALID_PAYLOAD, "run id too long")
+        return self
+
+    @property
+    def run_id(self) -> str:
+        """The bulk run's id: its first message's command_id."""
+        return self.bulk_id or self.command_id
+
+
+def next_chunk(payload: dict[str, Any], chunk: BulkChunk, *, appid: str) -> dict[str, Any] | None:
+    """The kwargs of an every_account run's next message, after the message of `payload` did
+    `chunk`; None when the run is over. The same chunk always gives the same message (its
+    command_id `<run id>#<n>`), so a repeat of it is only a replay."""
+    if chunk.done or not chunk.accountids:
+        return None
+    number = chunk.chunk + 1
+    return {
+        "command_id": f"{chunk.bulk_id}#{number}",
+        "appid": appid,
+        "every_account": True,
+        "bulk_id": chunk.bulk_id,
+        "chunk": number,
+        "after": chunk.accountids[-1],
+        "reset_before": chunk.reset_so_far,
+        **({"requested_by": payload["requested_by"]} if payload.get("requested_by") else {}),
+    }
+
+
+Command = ResetSessionKey | ResetAccountPassword | ResetSessionKeys
+
+COMMANDS: dict[str, type[ResetSessionKey] | type[ResetAccountPassword] | type[ResetSessionKeys]] = {
     ResetSessionKey.name: ResetSessionKey,
     ResetAccountPassword.name: ResetAccountPassword,
+    ResetSessionKeys.name: ResetSessionKeys,
 }

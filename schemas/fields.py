@@ -9,6 +9,9 @@ APPID = "appid"
 # reset-session-key
 ACCOUNTID = "accountid"
 REQUESTER_ACCOUNTID = "requester_accountid"
+# reset-session-keys (bulk): a list of accounts, or every account of the appid
+ACCOUNTIDS = "accountids"
+EVERY_ACCOUNT = "every_account"
 # reset-account-password: the dashboard's hyphen spelling (an underscore one is accepted too).
 USERNAME = "username"
 SECRET_CODE = "secret-code"  # noqa: S105 (a field name, not a secret)

@@ -40,8 +40,10 @@ def kwargs_schema(command: str) -> dict[str, Any]:
 
 def event_schema() -> dict[str, Any]:
     """One result event: the JSON in the stream entry's `event` field."""
-    schema = CommandOutcome.model_json_schema(mode="serialization")
-    schema["required"] = list(schema["properties"])  # the worker always writes every field
+    # Validation mode: the serializer that leaves `bulk` out hides the fields from the other.
+    schema = CommandOutcome.model_json_schema(mode="validation")
+    # The worker always writes every field, `bulk` on reset-session-keys events alone.
+    schema["required"] = [name for name in schema["properties"] if name != "bulk"]
     return {"$schema": DIALECT, **schema, "title": "result event"}
 
 

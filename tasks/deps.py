@@ -8,6 +8,7 @@ from typing import Generic
 
 from typing_extensions import TypeVar
 
+from schemas.commands import MAX_BULK_ACCOUNTS
 from tasks.ports import AttemptCounter
 from worker.security.attempts import CodeAttempts
 from worker.security.hashing import Hasher
@@ -22,3 +23,5 @@ class RuleDeps(Generic[Attempts]):
     attempts: Attempts
     # Reset codes older than this are not accepted; None: codes never expire.
     code_ttl: timedelta | None = None
+    # Accounts per transaction of an every_account reset-session-keys run.
+    bulk_chunk: int = MAX_BULK_ACCOUNTS

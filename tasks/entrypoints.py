@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import ResetAccountPassword, ResetSessionKey
+from schemas import ResetAccountPassword, ResetSessionKey, ResetSessionKeys
 from tasks.handlers import handler_for
 from worker.app import app
 from worker.broker.task import CommandTask
@@ -22,3 +22,8 @@ def reset_session_key(self: CommandTask, *args: Any, **payload: Any) -> str:
 @app.task(name=ResetAccountPassword.name, base=CommandTask, bind=True)
 def reset_account_password(self: CommandTask, *args: Any, **payload: Any) -> str:
     return self.process(ResetAccountPassword, handler_for(ResetAccountPassword), args, payload)
+
+
+@app.task(name=ResetSessionKeys.name, base=CommandTask, bind=True)
+def reset_session_keys(self: CommandTask, *args: Any, **payload: Any) -> str:
+    return self.process(ResetSessionKeys, handler_for(ResetSessionKeys), args, payload)

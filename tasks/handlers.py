@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, cast
 
-from schemas import ExceptionCode, ResetAccountPassword, ResetSessionKey
+from schemas import ExceptionCode, ResetAccountPassword, ResetSessionKey, ResetSessionKeys
 from schemas.codes import CommandRejected
+from schemas.events import BulkChunk
 from tasks.deps import RuleDeps
 from tasks.ports import AccountRows, AttemptCounter, C, CommandModel, Handler
 from worker.db.models import Account
@@ -82,11 +83,38 @@ def reset_account_password(
     return account.accountid
 
 
+def reset_session_keys(
+    command: ResetSessionKeys, uow: AccountRows, deps: RuleDeps[AttemptCounter]
+) -> BulkChunk:
+    """Many accounts end all their sessions, in one transaction: the listed ones, or the next
+    chunk of the appid's accounts after the run's last. There is no requester to check: the
+    command is an operator's (who may enqueue at all is the broker's ACL and signing)."""
+    now = datetime.now(UTC)
+    if command.every_account:
+        listed = uow.live_accountids(
+            appid=command.appid, after=command.after, limit=deps.bulk_chunk
+        )
+    else:
+        listed = command.accountids or []
+    keys = {accountid: secrets.token_hex(SESSION_KEY_BYTES) for accountid in listed}
+    reset = uow.end_sessions_of(keys, appid=command.appid, now=now)
+    kept = set(reset)
+    return BulkChunk(
+        bulk_id=command.run_id,
+        chunk=command.chunk,
+        accountids=reset,
+        not_reset=[accountid for accountid in listed if accountid not in kept],
+        reset_so_far=command.reset_before + len(reset),
+        done=not command.every_account or len(listed) < deps.bulk_chunk,
+    )
+
+
 # Which rules apply to which command: the entrypoints take theirs from here.
 HANDLERS: Mapping[CommandModel, Handler[Any]] = MappingProxyType(
     {
         ResetSessionKey: reset_session_key,
         ResetAccountPassword: reset_account_password,
+        ResetSessionKeys: reset_session_keys,
     }
 )
 

@@ -103,6 +103,8 @@ class CommandProcessor(Generic[Units, Attempts, Events]):
         self.observer.command_processed(
             command=outcome.command, outcome=code if outcome.code else "success", seconds=seconds
         )
+        if outcome.bulk is not None and answer is Answer.PROCESSED:
+            self.observer.bulk_reset(accounts=len(outcome.bulk.accountids))
         self._announce(outcome, answer)
         return outcome
 
@@ -177,7 +179,7 @@ class CommandProcessor(Generic[Units, Attempts, Events]):
             command = model.parse(
                 {**request.fields, APPID: appid, COMMAND_ID: command_id}, self.limits
             )
-            accountid = handler(command, uow, self.deps)  # type: ignore[arg-type]
+            applied = handler(command, uow, self.deps)  # type: ignore[arg-type]
         except CommandRejected as rejected:
             uow.rollback()
             return CommandOutcome.failure(
@@ -188,7 +190,7 @@ class CommandProcessor(Generic[Units, Attempts, Events]):
                 accountid=rejected.accountid,
             )
         return CommandOutcome.success(
-            command_id=command_id, command=model.name, appid=command.appid, accountid=accountid
+            command_id=command_id, command=model.name, appid=command.appid, accountid=applied
         )
 
     def _announce(self, outcome: CommandOutcome, answer: Answer) -> None:

@@ -12,7 +12,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
-from schemas import CommandOutcome, ResetAccountPassword, ResetSessionKey
+from schemas import CommandOutcome, ResetAccountPassword, ResetSessionKey, ResetSessionKeys
+from schemas.events import BulkChunk
 from worker.db.models import Account, ResetCode
 from worker.db.unit_of_work import RecordedOutcome
 from worker.security.attempts import Reservation
@@ -20,8 +21,8 @@ from worker.security.attempts import Reservation
 if TYPE_CHECKING:
     from tasks.deps import RuleDeps
 
-C = TypeVar("C", ResetSessionKey, ResetAccountPassword)
-CommandModel = type[ResetSessionKey] | type[ResetAccountPassword]
+C = TypeVar("C", ResetSessionKey, ResetAccountPassword, ResetSessionKeys)
+CommandModel = type[ResetSessionKey] | type[ResetAccountPassword] | type[ResetSessionKeys]
 
 
 class AccountRows(Protocol):
@@ -41,6 +42,12 @@ class AccountRows(Protocol):
     ) -> ResetCode | None: ...
 
     def delete_reset_codes(self, *, accountid: str, appid: str) -> None: ...
+
+    def live_accountids(self, *, appid: str, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` undeleted accounts of `appid` after `after`, in order, locked."""
+
+    def end_sessions_of(self, keys: dict[str, str], *, appid: str, now: datetime) -> list[str]:
+        """New session keys for the undeleted accounts of `keys` in `appid`; those changed."""
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run `hook` once the transaction has committed; never if it rolls back or fails."""
@@ -106,6 +113,7 @@ class EventPublisher(Protocol):
         """Consumers drop repeats by `event_id`: publishing twice is safe."""
 
 
-# A handler applies one command's rules; it returns the affected accountid or raises
-# CommandRejected. `RuleDeps` is covariant in its counter: any counter's deps will do.
-Handler = Callable[[C, AccountRows, "RuleDeps[AttemptCounter]"], str]
+# A handler applies one command's rules; it returns the affected accountid (reset-session-keys:
+# what its chunk did) or raises CommandRejected. `RuleDeps` is covariant in its counter: any
+# counter's deps will do.
+Handler = Callable[[C, AccountRows, "RuleDeps[AttemptCounter]"], str | BulkChunk]

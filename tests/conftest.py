@@ -25,7 +25,13 @@ from tests.support.databases import BACKENDS, backend_database
 from tests.support.ids import unique
 from tests.support.keys import TEST_BCRYPT_ROUNDS, TEST_HASH_KEY
 from tests.support.seeding import Seeder
-from tests.support.workers import SESSION_KEYS, WorkerProcess, worker_env
+from tests.support.workers import (
+    SESSION_ENVS,
+    SESSION_KEYS,
+    WorkerProcess,
+    remove_health_files,
+    worker_env,
+)
 from worker.db.engine import create_db_engine
 from worker.db.migrate import upgrade
 from worker.dev.embedded_redis import EmbeddedRedis
@@ -68,6 +74,15 @@ def redis_url() -> Iterator[str]:
     if embedded is not None:
         embedded.stop()
         shutil.rmtree(embedded.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_health_notes_left() -> Iterator[None]:
+    """When the session ends, the health notes of every worker env it made (a worker killed
+    by a test, or a test that failed before its clean-up, leaves its node's note)."""
+    yield
+    for env in SESSION_ENVS:
+        remove_health_files(env)
 
 
 @pytest.fixture

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+    worker_shutdown,
+)
 from celery.utils.imports import qualname
+from kombu.utils.objects import cached_property
 
 from client.redis_clients import broker_connection
 from client.signing import enable_signing
@@ -17,6 +25,7 @@ from worker.broker.consumer import DeadLetteringConsumer
 from worker.broker.redaction import RefusedMessageFilter, RestoreFailureFilter
 from worker.broker.signing import register_checked_serializer, worker_signing_config
 from worker.broker.transport import SentinelTransport, Transport
+from worker.ops.health_notes import forget_this_node, note_as_node, remove_exited_nodes_notes
 from worker.ops.metrics import prepare_multiprocess_dir
 from worker.security.eviction import refuse_an_evicting_redis
 from worker.settings import Settings
@@ -119,6 +128,29 @@ def _metrics_files_shared_by_the_pool(**_kwargs: Any) -> None:
         prepare_multiprocess_dir()
 
 
+@worker_init.connect
+def _health_notes_of_this_node(sender: Any, **_kwargs: Any) -> None:
+    # Before the pool forks, so its processes note faults under this node's name too; the notes
+    # of a killed worker of this machine are let go (the probe would report it forever).
+    health_file = bootstrap.settings().health_file
+    remove_exited_nodes_notes(health_file)
+    note_as_node(health_file, sender.hostname)
+
+
+@worker_process_init.connect
+def _pool_process_niceness(**_kwargs: Any) -> None:
+    # Each pool process, once forked: bcrypt yields the CPU to a sessions node's revocations.
+    nice = bootstrap.settings().pool_nice
+    if nice:
+        os.nice(nice)
+
+
+@worker_shutdown.connect
+def _no_health_notes_once_stopped(**_kwargs: Any) -> None:
+    # The probe says unhealthy as soon as the worker has stopped, not HEALTH_MAX_AGE_S later.
+    forget_this_node()
+
+
 @after_setup_logger.connect
 def _keep_payloads_out_of_logs(**_kwargs: Any) -> None:
     for name in ARGUMENT_QUOTING_LOGGERS:
@@ -139,7 +171,18 @@ def _json_lines_when_asked(logger: logging.Logger, **_kwargs: Any) -> None:
         handler.setFormatter(formatter)
 
 
-app = Celery("account-reset", include=["tasks.entrypoints"])
+class AccountResetApp(Celery):
+    """Celery, whose `celery worker` takes this worker's defaults (worker/node.py), so that
+    `celery -A worker worker` and `account-reset worker` start the same worker."""
+
+    @cached_property
+    def Worker(self) -> Any:  # noqa: N802  # Celery's name
+        from worker.node import Worker  # the worker's program, not needed to send
+
+        return self.subclass_with_self(Worker)
+
+
+app = AccountResetApp("account-reset", include=["tasks.entrypoints"])
 app.add_defaults(lambda: celery_config(bootstrap.settings()))
 app.steps["worker"].add(OutboxRelayStep)
 app.steps["worker"].add(MetricsStep)

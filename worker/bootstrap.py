@@ -10,6 +10,7 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import redis
@@ -22,6 +23,7 @@ from tasks.pipeline import CommandProcessor
 from worker.db.engine import create_db_engine, session_factory
 from worker.db.unit_of_work import SqlUnitsOfWork
 from worker.dev.embedded_redis import shared_embedded_redis
+from worker.ops.health_notes import this_node_note
 from worker.ops.metrics import PROMETHEUS, Observer
 from worker.security.attempts import CodeAttempts, counts_naming_key
 from worker.security.fingerprints import RequestFingerprints
@@ -44,6 +46,12 @@ def settings() -> Settings:
     return get_settings()
 
 
+def health_file() -> Path:
+    """This worker node's liveness note, beside which its processes note faults
+    (worker/ops/health_notes.py)."""
+    return this_node_note(settings().health_file)
+
+
 def reread_settings() -> Settings:
     """Read the environment again (`account-reset worker --sessions` changes it first)."""
     get_settings.cache_clear()
@@ -56,9 +64,21 @@ def observer() -> Observer:
     return PROMETHEUS
 
 
+_found_broker_url: str | None = None
+
+
+def use_found_broker(url: str) -> None:
+    """An operator's command without a broker URL talks to the Redis it found (a running
+    worker's embedded one, else the default: client/local_broker.py), not to an embedded Redis
+    of its own, which would hold nothing."""
+    global _found_broker_url
+    _found_broker_url = url
+
+
 def broker_url(settings: Settings) -> str:
-    """The configured broker, or (development only) an embedded Redis started now."""
-    return settings.broker_url or shared_embedded_redis().url
+    """The configured broker, or (development only) the one found for an operator's command,
+    or an embedded Redis started now."""
+    return settings.broker_url or _found_broker_url or shared_embedded_redis().url
 
 
 def events_url(settings: Settings) -> str:
@@ -163,6 +183,7 @@ def rule_deps(settings: Settings, client: redis.Redis) -> RuleDeps:
             observer=observer(),
         ),
         code_ttl=_seconds(ttl),
+        bulk_chunk=settings.bulk_chunk,
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from client.sealing import fernet_keys
 from client.settings import SharedSettings, read_key_file
 from schemas import CommandLimits
+from schemas.commands import MAX_BULK_ACCOUNTS
 from worker.broker.signing import check_store
 from worker.security.hashing import UNSET_KEY_IN_JAVASCRIPT
 from worker.security.sealing import Sealer
@@ -25,6 +26,12 @@ MIN_HASH_KEY_LENGTH = 16
 MIN_PRODUCTION_BCRYPT_ROUNDS = 10
 # Long enough for a command's own work inside its transaction (bcrypt, a Redis counter).
 DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S = 10.0
+
+
+# The settings that may come from a file `<NAME>_FILE` names (Docker secrets).
+SECRET_FILE_FIELDS = (
+    "sealing_keys", "hash_key", "payload_key", "broker_url", "cache_url", "database_url",
+)  # fmt: skip
 
 
 class Settings(SharedSettings):
@@ -50,13 +57,23 @@ class Settings(SharedSettings):
     broker_url: str | None = Field(
         default=None,
         description="The broker's Redis URL (`redis://`, `rediss://`, `unix://`, `sentinel://`);"
-        " unset starts an embedded Redis (development only).",
+        " unset starts an embedded Redis (development only), which the other commands of this"
+        " user find (operations.md: one Redis in development).",
     )
     node_role: Literal["all", "sessions"] = Field(
         default="all",
         description="What this node consumes: `all` (`QUEUE`, both commands) or `sessions`"
         " (`SESSIONS_QUEUE`, `reset-session-key` only), which `account-reset worker --sessions`"
         " sets.",
+    )
+    pool_nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="The pool processes' niceness: on a node taking password resets beside a"
+        " sessions node on the same machine, 10 lets revocations (and the database, Redis)"
+        " have the CPU first while bcrypt runs (BENCHMARKS.md: latency under mixed load);"
+        " 0: as the main process.",
     )
     appid: str = Field(
         default="dashboard",
@@ -91,6 +108,17 @@ class Settings(SharedSettings):
     db_pool_size: int = Field(
         default=2, ge=1, description="Database connections per worker process."
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_the_worker_knows(cls, value: str) -> str:
+        scheme = value.partition(":")[0].partition("+")[0]
+        if scheme not in ("sqlite", "postgresql", "postgres", "mariadb", "mysql"):
+            raise ValueError(
+                "ACCOUNT_RESET_DATABASE_URL must be a sqlite://, postgresql://, mariadb:// or"
+                " mysql:// URL"
+            )
+        return value
 
     # Hashes shared with the dashboard. keyed: HASH_KEY is its `dashboardEncryptionKey`, which
     # the application embedding the dashboard sets. unkeyed: a stock dashboard that sets none
@@ -244,6 +272,24 @@ class Settings(SharedSettings):
         default=None,
         description="A file holding `SEALING_KEYS` (compose's secret files); set one or the other.",
     )
+    # Compose hands every password and key over as a secret file, never in the environment.
+    hash_key_file: Path | None = Field(
+        default=None, description="A file holding `HASH_KEY`; set one or the other."
+    )
+    payload_key_file: Path | None = Field(
+        default=None, description="A file holding `PAYLOAD_KEY`; set one or the other."
+    )
+    broker_url_file: Path | None = Field(
+        default=None,
+        description="A file holding `BROKER_URL` (a URL with a password); set one or the other.",
+    )
+    cache_url_file: Path | None = Field(
+        default=None, description="A file holding `CACHE_URL`; set one or the other."
+    )
+    database_url_file: Path | None = Field(
+        default=None,
+        description="A file holding `DATABASE_URL` (a URL with a password); set one or the other.",
+    )
     # A token copied out of the broker's files is of no use for long.
     sealed_max_age_s: int = Field(
         default=3600,
@@ -318,6 +364,14 @@ class Settings(SharedSettings):
         " guessing).",
     )
 
+    bulk_chunk: int = Field(
+        default=MAX_BULK_ACCOUNTS,
+        ge=1,
+        le=MAX_BULK_ACCOUNTS,
+        description="Accounts per transaction, and per result event, of an `every_account`"
+        " reset-session-keys run (contract.md: bulk revocation).",
+    )
+
     # The outbox relay publishes outcomes committed but never published (a crash in between).
     relay_interval_s: float = Field(
         default=5.0,
@@ -368,8 +422,9 @@ class Settings(SharedSettings):
 
     health_file: Path = Field(
         default=Path(tempfile.gettempdir()) / "account-reset-worker.health",
-        description="The liveness note the main process keeps while it consumes, read by"
-        " `account-reset health`.",
+        description="Where the liveness notes go: each worker node's main process keeps"
+        " `<HEALTH_FILE>.d/<node>.health` while it consumes (removed when it stops), read by"
+        " `account-reset health` (this machine's nodes, or `--node NAME`).",
     )
     health_max_age_s: float = Field(
         default=30.0,
@@ -379,8 +434,10 @@ class Settings(SharedSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _sealing_keys_from_their_file(cls, data: Any) -> Any:
-        return read_key_file(data, field="sealing_keys", variable="ACCOUNT_RESET_SEALING_KEYS")
+    def _secrets_from_their_files(cls, data: Any) -> Any:
+        for field in SECRET_FILE_FIELDS:
+            data = read_key_file(data, field=field, variable=f"ACCOUNT_RESET_{field.upper()}")
+        return data
 
     @field_validator("sealing_keys")
     @classmethod

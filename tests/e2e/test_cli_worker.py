@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 from celery import Celery
 
 from client.events import wait_for_outcomes
@@ -59,6 +60,9 @@ def embedded_worker(tmp_path: Path) -> Iterator[tuple[str, LineReader]]:
     env = clean_env(
         ACCOUNT_RESET_DATABASE_URL=database_url,
         ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS),
+        # The embedded Redis's record and the node's notes: this test's own.
+        XDG_RUNTIME_DIR=str(tmp_path),
+        ACCOUNT_RESET_HEALTH_FILE=str(tmp_path / "worker.health"),
     )
     subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
     process = subprocess.Popen(
@@ -204,12 +208,21 @@ def assert_stopped(redis_url: re.Match[str] | None) -> None:
     client.close()
 
 
+def compose_flower_command(*, port: int) -> list[str]:
+    """docker-compose.yml's command for Flower, on `port` of loopback rather than 5555."""
+    compose = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
+    shell, flag, script = compose["services"]["flower"]["command"]
+    script = script.replace("$$", "$").replace("--port=5555", f"--port={port} --address=127.0.0.1")
+    return [shell, flag, script]
+
+
 def test_the_compose_commands_run_a_production_worker(
     redis_url: str, database_url: str, tmp_path: Path
 ) -> None:
     """What docker-compose.yml runs: `db upgrade`, then `worker` in production mode with its
     metrics port and JSON logs, its healthcheck `account-reset health`, and Flower behind
-    basic auth."""
+    basic auth; every password and key read from a file, as compose's secrets are (issue 16,
+    finding 10), Flower's by the compose file's own command."""
     env = clean_env(**worker_env(redis_url=redis_url, database_url=database_url))
     env |= {
         "ACCOUNT_RESET_ENVIRONMENT": "production",
@@ -217,17 +230,23 @@ def test_the_compose_commands_run_a_production_worker(
         "ACCOUNT_RESET_METRICS_PORT": str(free_port()),
         "ACCOUNT_RESET_LOG_FORMAT": "json",
     }
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("BROKER_URL", "DATABASE_URL", "HASH_KEY", "PAYLOAD_KEY", "SEALING_KEYS"):
+        (secrets / name).write_text(env.pop(f"ACCOUNT_RESET_{name}") + "\n")
+        env[f"ACCOUNT_RESET_{name}_FILE"] = str(secrets / name)
+    (secrets / "flower_basic_auth").write_text("admin:flower-password\n")
     flower_port = free_port()
     subprocess.run([CLI, "db", "upgrade"], env=env, check=True, timeout=DEADLINE_S)
     with (tmp_path / "worker.log").open("wb") as log:
         process = subprocess.Popen([CLI, "worker"], env=env, stdout=log, stderr=log)
-        # As compose runs it: the broker and basic auth, no worker setting, no key.
+        # As compose runs it: the broker and basic auth from files, no worker setting, no key.
         flower_env = {k: v for k, v in env.items() if not k.startswith("ACCOUNT_RESET_")}
         flower = subprocess.Popen(
-            [str(Path(sys.executable).parent / "celery"), "flower",
-             f"--port={flower_port}", "--address=127.0.0.1"],
-            env={**flower_env, "CELERY_BROKER_URL": redis_url,
-                 "FLOWER_BASIC_AUTH": "admin:flower-password"},
+            compose_flower_command(port=flower_port),
+            env={**flower_env, "CELERY_BROKER_URL_FILE": str(secrets / "BROKER_URL"),
+                 "FLOWER_BASIC_AUTH_FILE": str(secrets / "flower_basic_auth"),
+                 "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
             stdout=log, stderr=log,
         )  # fmt: skip
     client = redis.Redis.from_url(redis_url)

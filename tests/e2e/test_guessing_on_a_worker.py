@@ -12,15 +12,14 @@ import redis
 
 from client import AccountResetClient, ClientSettings
 from tests.support.databases import migrated_sqlite
+from tests.support.guessing import source_limited_env, wrong_codes_from_one_device
 from tests.support.ids import unique
 from tests.support.probes import Answer, health, health_until, metrics
 from tests.support.seeding import Seeder
 from tests.support.services import PrivateRedis
 from tests.support.workers import WorkerProcess, worker_env
-from worker.dev.processes import free_port
 from worker.security.hashing import Hasher
 
-NEW_PASSWORD = "brand-new-password"
 DEADLINE_S = 60.0
 
 
@@ -33,13 +32,7 @@ def test_a_worker_limits_sources_by_its_settings_and_never_shows_one(
     database_url = migrated_sqlite(tmp_path)
     seeder = Seeder(database_url, hasher)
     prefix = unique("code-attempts")
-    env = worker_env(
-        redis_url=redis_url,
-        database_url=database_url,
-        ACCOUNT_RESET_MAX_SOURCE_ATTEMPTS="3",
-        ACCOUNT_RESET_ATTEMPTS_KEY_PREFIX=prefix,
-        ACCOUNT_RESET_METRICS_PORT=str(free_port()),
-    )
+    env = source_limited_env(redis_url=redis_url, database_url=database_url, prefix=prefix)
     stream = env["ACCOUNT_RESET_EVENTS_STREAM"]
     source = unique("device-id")
     worker = WorkerProcess(env=env, log_path=tmp_path / "worker.log").start()
@@ -47,17 +40,7 @@ def test_a_worker_limits_sources_by_its_settings_and_never_shows_one(
         ClientSettings(broker_url=redis_url, queue=env["ACCOUNT_RESET_QUEUE"], events_stream=stream)
     )
     try:
-        users = [seeder.account() for _ in range(3)]
-        sent = [
-            client.reset_account_password(
-                username=user.username,
-                secret_code=f"guess-{n}",
-                new_password=NEW_PASSWORD,
-                source=source,
-            )
-            for n in range(2)
-            for user in users
-        ]
+        sent = wrong_codes_from_one_device(client, seeder, source=source)
         found = worker.outcomes(redis_client, set(sent), DEADLINE_S)
         scraped = metrics(env["ACCOUNT_RESET_METRICS_PORT"])
         keys = [key.decode() for key in redis_client.scan_iter(f"{prefix}:*", count=1000)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,20 +18,11 @@ from client import AccountResetClient, ClientSettings
 from client.raw_message import task_id_of
 from tests.support.ids import unique
 from tests.support.messages import own_sessions_reset
-from tests.support.probes import CLI
+from tests.support.probes import run_cli
 from tests.support.seeding import Seeder
 from tests.support.workers import WorkerProcess, clean_env
 
 DEADLINE_S = 60.0
-
-
-def run_cli(
-    env: dict[str, str], *args: str, stdin: str = "", check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args], env=env, input=stdin, capture_output=True, text=True, check=check,
-        timeout=DEADLINE_S,
-    )  # fmt: skip
 
 
 def client_for(worker: WorkerProcess) -> AccountResetClient:

@@ -759,3 +759,24 @@ def test_a_node_producer_signs_with_node_crypto_and_the_worker_applies_it(
     assert json.loads(done.stdout)["signer"] == signer_of(identities.producer)
     assert client.wait(command_id, timeout_s=DEADLINE_S).status == "success"
     assert seeder.load(account.accountid).session_key_number == 2
+
+
+def test_finding_13_status_signs_its_remote_control_on_a_signing_deployment(
+    worker: WorkerProcess, client: AccountResetClient, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """Issue 16, finding 13: `account-reset status` with the worker's settings finds the signing
+    worker live: its broadcast is signed, the worker's signed answer verified against the store,
+    and nothing is dead-lettered (an unsigned one is refused and dead-lettered, above)."""
+    send_good_command(client, worker, seeder)  # the worker is up and listening
+    box = letters(redis_client, worker)
+    before = len(box.all())
+    result = subprocess.run(
+        [CLI, "status", "--json"], env=worker.env, capture_output=True, text=True,
+        timeout=DEADLINE_S,
+    )  # fmt: skip
+    send_good_command(client, worker, seeder)  # anything the broadcast caused came before this
+
+    assert result.returncode == 0, result.stderr
+    nodes = json.loads(result.stdout)["workers"]["nodes"]
+    assert {"name": worker.nodename, "queues": [worker.queue]} in nodes
+    assert box.all()[before:] == []

@@ -123,3 +123,37 @@ def test_a_server_out_of_reach_is_one_line(args: list[str], said: str) -> None:
     assert errors == [errors[0]]
     assert errors[0].startswith(f"Error: {said}")
     assert "db-password" not in result.stderr
+
+
+BAD_SETTINGS = [
+    ({"ACCOUNT_RESET_BCRYPT_ROUNDS": "abc"}, ["db", "current"], "ACCOUNT_RESET_BCRYPT_ROUNDS: "),
+    ({"ACCOUNT_RESET_DATABASE_URL": "foo://x"}, ["db", "current"], "ACCOUNT_RESET_DATABASE_URL "),
+    ({"ACCOUNT_RESET_DATABASE_URL": "http://db/x"}, ["failed", "list"],
+     "ACCOUNT_RESET_DATABASE_URL "),
+    ({"ACCOUNT_RESET_BROKER_URL": "http://redis"}, ["enqueue", "reset-session-key",
+     "--accountid", "a"], "ACCOUNT_RESET_BROKER_URL "),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variables", "args", "named"), BAD_SETTINGS, ids=[next(iter(v)) for v, _, _ in BAD_SETTINGS]
+)
+def test_a_bad_setting_is_one_line_that_names_its_variable(
+    variables: dict[str, str], args: list[str], named: str
+) -> None:
+    """Issue 16, finding 4: `ACCOUNT_RESET_BCRYPT_ROUNDS=abc` was reported without the
+    variable's name, and a `foo://` or `http://` database URL was a traceback."""
+    result = subprocess.run(
+        [CLI, *args],
+        env=clean_env(
+            ACCOUNT_RESET_ENVIRONMENT="development",
+            ACCOUNT_RESET_HASH_KEY="a-hash-key-for-the-cli-test",
+            **variables,
+        ),
+        capture_output=True, text=True, timeout=DEADLINE_S,
+    )  # fmt: skip
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("no ACCOUNT")]
+    assert errors == [errors[0]], result.stderr
+    assert errors[0].startswith(f"Error: invalid settings: {named}")
+    assert "Traceback" not in result.stderr

@@ -27,6 +27,7 @@ from worker.broker.refusals import (
 )
 from worker.broker.task import is_transient
 from worker.dev.processes import free_port
+from worker.ops.health_notes import node_note
 
 SECRET = "correct horse battery staple"  # in the MULTI that is refused
 
@@ -108,8 +109,16 @@ def health_env(tmp_path: Path) -> dict[str, str]:
     )
 
 
+def _node(env: dict[str, str]) -> Path:
+    """A worker node's liveness note, consuming now."""
+    note = node_note(Path(env["ACCOUNT_RESET_HEALTH_FILE"]), "test@host")
+    note.parent.mkdir(exist_ok=True)
+    note.write_text(json.dumps({"consuming_at": time.time()}))
+    return note
+
+
 def _note(env: dict[str, str], *, kind: str, at: float) -> None:
-    path = refusal_note_path(Path(env["ACCOUNT_RESET_HEALTH_FILE"]))
+    path = refusal_note_path(_node(env))
     path.write_text(json.dumps({"error": kind, "at": at, "pid": 1}))
 
 
@@ -125,7 +134,7 @@ def test_health_says_redis_refuses_writes_while_the_note_is_fresh(
 
 
 def test_a_refusal_that_has_passed_is_not_reported(health_env: dict[str, str]) -> None:
-    health_file = Path(health_env["ACCOUNT_RESET_HEALTH_FILE"])
+    health_file = _node(health_env)
     now = time.time()
     _note(health_env, kind="readonly", at=now - NOTE_FRESH_S - 1)
     assert current_refusal(health_file, now=now) is None

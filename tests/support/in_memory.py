@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -107,6 +108,10 @@ class InMemoryDatabase:
 
     def recorded(self, scope: str, command_id: str) -> _Outcome | None:
         return self.outcomes.get((scope, command_id))
+
+
+def _is_account(accountid: str, row: Account) -> bool:
+    return row.accountid == accountid
 
 
 class InMemoryUnitOfWork:
@@ -206,6 +211,30 @@ class InMemoryUnitOfWork:
             for codeid, code in self._db.codes.items()
             if (code.accountid, code.appid) == (accountid, appid)
         }
+
+    def live_accountids(self, *, appid: str, after: str | None, limit: int) -> list[str]:
+        live = sorted(
+            accountid
+            for accountid, stored in self._db.accounts.items()
+            if (after is None or accountid > after) and self._is_live(stored, appid)
+        )
+        return live[:limit]
+
+    def end_sessions_of(self, keys: dict[str, str], *, appid: str, now: datetime) -> list[str]:
+        reset = []
+        for accountid in sorted(keys):
+            account = self._read(partial(_is_account, accountid))
+            if account is None or not self._is_live(account, appid):
+                continue
+            account.session_key = keys[accountid]
+            account.session_key_number = (account.session_key_number or 0) + 1
+            account.session_key_last_reset_at = account.updated_at = now
+            reset.append(accountid)
+        return reset
+
+    def _is_live(self, stored: Account, appid: str) -> bool:
+        account = self._accounts.get(stored.accountid, stored)
+        return account.appid == appid and account.deleted_at is None
 
     def count_dashboard_metric(self, *, appid: str, metricids: list[str], now: datetime) -> None:
         self._metrics += [(appid, metricid, now) for metricid in metricids]
@@ -327,6 +356,9 @@ class RecordingObserver:
 
     def guess_refused(self, *, limit: str) -> None:
         self.reports.append(("guess_refused", {"limit": limit}))
+
+    def bulk_reset(self, *, accounts: int) -> None:
+        self.reports.append(("bulk_reset", {"accounts": accounts}))
 
     def refused_by_redis(self, *, error: str) -> None:
         self.reports.append(("refused_by_redis", {"error": error}))

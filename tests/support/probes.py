@@ -21,6 +21,14 @@ PROBE_INTERVAL_S = 0.2
 Answer = subprocess.CompletedProcess[str]
 
 
+def run_cli(env: Mapping[str, str], *args: str, stdin: str = "", check: bool = True) -> Answer:
+    """One run of the real `account-reset` console script, `stdin` on its standard input."""
+    return subprocess.run(
+        [CLI, *args], env=env, input=stdin, capture_output=True, text=True, check=check,
+        timeout=PROBE_DEADLINE_S,
+    )  # fmt: skip
+
+
 def health(env: Mapping[str, str], timeout_s: float = PROBE_DEADLINE_S) -> Answer:
     """One run of `account-reset health` with a worker's settings."""
     return subprocess.run(

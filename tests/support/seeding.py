@@ -34,6 +34,17 @@ class Seeder:
                 deleted=deleted,
             )
 
+    def accounts(self, count: int, *, appid: str) -> list[str]:
+        """`count` new accounts of `appid`, in one transaction; their accountids."""
+        with self.sessions.begin() as session:
+            return [
+                create_account(
+                    session, self.hasher, appid=appid, username=unique("user"),
+                    password="old-password", deleted=False,
+                ).accountid
+                for _ in range(count)
+            ]  # fmt: skip
+
     def code(
         self, account: SeededAccount, code: str | None = None, *, age: timedelta | None = None
     ) -> str:
@@ -48,6 +59,14 @@ class Seeder:
             account = session.get(Account, accountid)
             assert account is not None
             return account
+
+    def key_numbers(self, accountids: list[str]) -> dict[str, int | None]:
+        """Each account's session key number, read at once."""
+        with self.sessions() as session:
+            query = sa.select(Account.accountid, Account.session_key_number).where(
+                Account.accountid.in_(accountids)
+            )
+            return {accountid: number for accountid, number in session.execute(query)}
 
     def codes_of(self, accountid: str) -> int:
         with self.sessions() as session:

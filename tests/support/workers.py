@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,18 +22,22 @@ from tests.support.keys import (
     TEST_SEALING_KEYS_JSON,
     TEST_SEALING_PUBLIC_KEY,
 )
+from tests.support.probes import CLI
 from tests.support.waiting import poll_until
 from worker.dev import processes
+from worker.ops.health_notes import nodes_folder
 
 WORKER_STOP_DEADLINE_S = processes.STOP_DEADLINE_S
 
 
 def remove_health_files(env: Mapping[str, str]) -> None:
-    """A worker env's liveness note and the fault notes written beside it (`<file>.*`)."""
+    """A worker env's health notes: its nodes' folder (`<file>.d`, which a worker killed
+    before its shutdown leaves), and notes written beside the file itself (`<file>.*`)."""
     named = env.get("ACCOUNT_RESET_HEALTH_FILE")
     if named is None:
         return
     path = Path(named)
+    shutil.rmtree(nodes_folder(path), ignore_errors=True)
     for note in [path, *path.parent.glob(path.name + ".*")]:
         note.unlink(missing_ok=True)
 
@@ -68,6 +74,26 @@ class WorkerProcess(processes.WorkerProcess):
         client.close()
 
 
+@dataclass
+class CommandWorker(processes.WorkerProcess):
+    """A worker started by a command line as an operator types it (`account-reset worker`,
+    `celery -A worker worker`), with none of the options the launcher adds."""
+
+    command: list[str] = field(default_factory=lambda: [CLI, "worker"])
+
+    def start(self, *options: str) -> CommandWorker:
+        self.argv = [*self.command, *options]
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def node(self) -> str:
+        """The node name it runs as, once it consumes (Celery's "<node> ready." line)."""
+        return self.wait_for_log(r"(\S+) ready\.")
+
+
 def pool_children(worker: WorkerProcess) -> list[int]:
     """The pids of the worker's pool processes (children of its main process)."""
     assert worker.process is not None
@@ -87,6 +113,8 @@ def wait_until_acknowledged(client: redis.Redis, queue: str, timeout_s: float) -
 # Every Redis key a worker env of this test session names; removed when the session ends
 # (tests delete what they look at; this catches what a failed or killed run left).
 SESSION_KEYS: set[str] = set()
+# Every worker env of this test session, whose health notes are removed when it ends.
+SESSION_ENVS: list[dict[str, str]] = []
 
 
 def session_keys_of(env: Mapping[str, str]) -> set[str]:
@@ -141,4 +169,5 @@ def worker_env(*, redis_url: str, database_url: str, **overrides: str) -> dict[s
     )
     env.update(overrides)
     SESSION_KEYS.update(session_keys_of(env))
+    SESSION_ENVS.append(env)
     return env

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from worker.settings import Settings
@@ -261,3 +263,37 @@ def test_finding_4_the_idle_bound_is_below_the_others_lock_retry_budget(
         settings(db_idle_in_transaction_timeout_s=30)
     with pytest.raises(ValidationError, match="ACCOUNT_RESET_DB_IDLE_IN_TRANSACTION_TIMEOUT_S"):
         settings(db_idle_in_transaction_timeout_s=10, max_retries=0)
+
+
+def test_finding_10_every_password_and_key_compose_passes_comes_from_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Finding 10: compose passed the hash key, the payload key and the URLs holding passwords
+    as environment variables (`docker inspect` shows them). Each has a `_FILE` variant, read
+    as Docker secrets are written (one value, maybe a trailing newline)."""
+    values = {
+        "HASH_KEY": "k" * 32,
+        "PAYLOAD_KEY": Fernet.generate_key().decode(),
+        "BROKER_URL": "redis://account-reset-worker:broker-password@redis:6379/0",
+        "CACHE_URL": "redis://cache-user:cache-password@cache:6379/0",
+        "DATABASE_URL": "postgresql://account_reset:db-password@postgres:5432/accounts",
+    }
+    for name, value in values.items():
+        monkeypatch.delenv(f"ACCOUNT_RESET_{name}", raising=False)
+        (tmp_path / name).write_text(value + "\n")
+        monkeypatch.setenv(f"ACCOUNT_RESET_{name}_FILE", str(tmp_path / name))
+
+    settings = Settings()
+
+    assert settings.hash_key.get_secret_value() == values["HASH_KEY"]
+    assert settings.payload_key is not None
+    assert settings.payload_key.get_secret_value() == values["PAYLOAD_KEY"]
+    assert (settings.broker_url, settings.cache_url) == (values["BROKER_URL"], values["CACHE_URL"])
+    assert settings.database_url == values["DATABASE_URL"]
+    monkeypatch.setenv("ACCOUNT_RESET_DATABASE_URL", values["DATABASE_URL"])
+    with pytest.raises(ValidationError) as both:
+        Settings()
+    assert "set ACCOUNT_RESET_DATABASE_URL or ACCOUNT_RESET_DATABASE_URL_FILE, not both" in str(
+        both.value
+    )
+    assert "db-password" not in str(both.value)

@@ -93,7 +93,7 @@ def note_refusal(kind: str, *, where: str) -> None:
     from worker import bootstrap
 
     bootstrap.observer().refused_by_redis(error=kind)
-    path = refusal_note_path(bootstrap.settings().health_file)
+    path = refusal_note_path(bootstrap.health_file())
     if _notes.write(path, kind, {"error": kind}):
         log.warning("Redis refused %s (%s): will try again", where, kind)
 

@@ -17,10 +17,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from typing_extensions import override
 
 from schemas import COMMANDS, CommandOutcome, ExceptionCode
+from schemas.commands import next_chunk
 from schemas.display import redacted_args, redacted_kwargs
 from schemas.fields import COMMAND_ID
 from tasks.pipeline import Answer, C, CommandProcessor, Handler, command_id_of
-from worker.bootstrap import runtime
+from worker.bootstrap import health_file, runtime
 from worker.broker.checks import guarded_strategy
 from worker.broker.redaction import RedactedRequest
 from worker.broker.refusals import is_refusal, note_refusal, refusal_kind
@@ -105,9 +106,11 @@ class CommandTask(Task[Any, str]):
         processor = runtime().processor
         try:
             outcome = self._run_while_refused(processor, model, handler, args, payload)
+            # Within the retries: a broker out of reach retries this message, which replays.
+            self._send_next_chunk(outcome, payload)
         except Exception as exc:
             cause = fault_cause(exc)
-            note_database_fault(exc, runtime().settings.health_file)
+            note_database_fault(exc, health_file())
             fault = InternalFault(type(exc).__name__, cause)
             if is_transient(exc):
                 self._retry_unless_exhausted(fault, args, payload)
@@ -122,6 +125,23 @@ class CommandTask(Task[Any, str]):
         if outcome.code is not None:
             raise CommandRefused(outcome.code.value)
         return outcome.status.value
+
+    def _send_next_chunk(self, outcome: CommandOutcome, payload: dict[str, Any]) -> None:
+        """An every_account reset-session-keys run goes on as its next message, sent after
+        this one's commit (and again on a replay of it: the next one then only replays too).
+        A crash before it is sent redelivers this message, which sends it then."""
+        if outcome.bulk is None or outcome.appid is None:
+            return
+        kwargs = next_chunk(payload, outcome.bulk, appid=outcome.appid)
+        if kwargs is None:
+            return
+        self.app.send_task(
+            self.name,
+            kwargs=kwargs,
+            queue=runtime().settings.queue,
+            argsrepr="()",
+            kwargsrepr=redacted_kwargs(kwargs),
+        )
 
     def _run_while_refused(
         self,

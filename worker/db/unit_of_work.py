@@ -7,9 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Executable, Table, Update, delete, func, select, update
+from sqlalchemy import (
+    ARRAY,
+    Executable,
+    String,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,6 +71,21 @@ def _published(event_ids: list[str], published_at: datetime) -> Update:
         .where(OutcomeRecord.event_id.in_(event_ids), OutcomeRecord.published_at.is_(None))
         .values(published_at=published_at)
     )
+
+
+def _accounts() -> Table:
+    return cast(Table, Account.__table__)
+
+
+def _ended_sessions(table: Table, session_key: Any, now: datetime) -> dict[Any, Any]:
+    """The columns a reset-session-key changes, as tasks/handlers.py `_end_sessions` does:
+    a NULL key number is JavaScript's `null + 1`, 1."""
+    return {
+        table.c.sessionKey: session_key,
+        table.c.sessionKeyNumber: func.coalesce(table.c.sessionKeyNumber, 0) + 1,
+        table.c.sessionKeyLastResetAt: now,
+        table.c.updatedAt: now,
+    }
 
 
 def _metric_upsert(session: Session, appid: str, metricid: str, now: datetime) -> Executable:
@@ -157,6 +183,72 @@ class UnitOfWork:
         self.session.execute(
             delete(ResetCode).where(ResetCode.accountid == accountid, ResetCode.appid == appid)
         )
+
+    def live_accountids(self, *, appid: str, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` accounts of `appid` that are not deleted, in accountid order after
+        `after` (from the first when None), locked until the transaction ends."""
+        query = select(Account.accountid).where(
+            Account.appid == appid, Account.deleted_at.is_(None)
+        )
+        if after is not None:
+            query = query.where(Account.accountid > after)
+        query = query.order_by(Account.accountid).limit(limit).with_for_update()
+        return list(self.session.scalars(query))
+
+    def end_sessions_of(self, keys: dict[str, str], *, appid: str, now: datetime) -> list[str]:
+        """Give each account of `keys` (accountid -> new session key) in `appid` that is not
+        deleted its new key, its key number + 1 and `now`; the accountids changed, in order.
+
+        PostgreSQL: one statement over arrays. Elsewhere: the live accounts locked, then one
+        update per account (an executemany)."""
+        accountids = sorted(keys)  # one lock order for every chunk: no deadlock between them
+        if self.session.get_bind().dialect.name == "postgresql":
+            return self._end_sessions_in_one_statement(keys, accountids, appid=appid, now=now)
+        live = self.session.scalars(
+            select(Account.accountid)
+            .where(
+                Account.appid == appid,
+                Account.deleted_at.is_(None),
+                Account.accountid.in_(accountids),
+            )
+            .order_by(Account.accountid)
+            .with_for_update()
+        ).all()
+        if live:
+            table = _accounts()
+            self.session.execute(
+                update(table)
+                .where(table.c.accountid == bindparam("b_accountid"))
+                .values(_ended_sessions(table, bindparam("b_key"), now)),
+                [{"b_accountid": accountid, "b_key": keys[accountid]} for accountid in live],
+            )
+        return list(live)
+
+    def _end_sessions_in_one_statement(
+        self, keys: dict[str, str], accountids: list[str], *, appid: str, now: datetime
+    ) -> list[str]:
+        table = _accounts()
+        given = (
+            func.unnest(
+                bindparam("b_accountids", accountids, type_=ARRAY(String)),
+                bindparam(
+                    "b_keys", [keys[accountid] for accountid in accountids], type_=ARRAY(String)
+                ),
+            )
+            .table_valued("accountid", "session_key")
+            .render_derived()
+        )
+        statement = (
+            update(table)
+            .where(
+                table.c.accountid == given.c.accountid,
+                table.c.appid == appid,
+                table.c.deletedAt.is_(None),
+            )
+            .values(_ended_sessions(table, given.c.session_key, now))
+            .returning(table.c.accountid)
+        )
+        return sorted(self.session.scalars(statement))
 
     def count_dashboard_metric(self, *, appid: str, metricids: list[str], now: datetime) -> None:
         """The dashboard's `Metric.upsert` then `Metric.increment`, one statement per counter.

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import redis
 
+from client import local_broker
+
 # Re-exported for the tests that import it from here (their helpers move to worker/dev/processes).
 from worker.dev.processes import free_port as free_port
 
@@ -98,6 +100,7 @@ def _redis_server_binary() -> str:
 
 def _stop_and_remove(server: EmbeddedRedis) -> None:
     if server.owner_pid == os.getpid():
+        local_broker.forget(pid=server.owner_pid)
         server.stop()
         shutil.rmtree(server.directory, ignore_errors=True)
 
@@ -106,11 +109,13 @@ _started: EmbeddedRedis | None = None
 
 
 def shared_embedded_redis() -> EmbeddedRedis:
-    """The process's embedded Redis, started on first use and stopped at exit."""
+    """The process's embedded Redis, started on first use and stopped at exit; recorded for
+    this user's other commands meanwhile (client/local_broker.py)."""
     global _started
     if _started is None:
         directory = Path(tempfile.mkdtemp(prefix="account-reset-redis-"))
         _started = EmbeddedRedis(port=free_port(), directory=directory).start()
         atexit.register(_stop_and_remove, _started)
+        local_broker.record(_started.url, pid=_started.owner_pid)
         log.warning("no broker URL set: embedded Redis listening at %s", _started.url)
     return _started

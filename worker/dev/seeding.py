@@ -31,9 +31,11 @@ def create_account(
     username: str,
     password: str | None,
     deleted: bool = False,
+    owner: bool = False,
     now: datetime | None = None,
 ) -> SeededAccount:
-    """An account; `password` None stores PLACEHOLDER_PASSWORD_HASH (no bcrypt)."""
+    """An account; `password` None stores PLACEHOLDER_PASSWORD_HASH (no bcrypt). `owner`: its
+    owner and administrator, as the dashboard makes the first account of an appid."""
     now = now or datetime.now(UTC)
     account = Account(
         accountid=f"acct_{secrets.token_hex(8)}",
@@ -45,6 +47,8 @@ def create_account(
         session_key=secrets.token_hex(32),
         session_key_number=1,
         deleted_at=now if deleted else None,
+        owner_since=now if owner else None,
+        administrator_since=now if owner else None,
         created_at=now,
         updated_at=now,
     )

@@ -13,7 +13,11 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from client import cli as client_cli
+from client import local_broker
+from client.settings import settings_problems
 from schemas.fields import COMMAND_ID
+from worker.ops.accounts import accounts, reset_codes
+from worker.ops.worker_extra import require_worker_extra
 
 if TYPE_CHECKING:
     from worker.security.sealing_keys import SealingKeys
@@ -22,7 +26,10 @@ if TYPE_CHECKING:
 
 # A producer's and an audit consumer's commands: they need Redis (or nothing),
 # never the worker's settings, which they would have to satisfy with the worker's secrets.
-NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events"})
+NO_WORKER_SETTINGS = frozenset({"schema", "enqueue", "events", "status"})
+# Commands that talk to a Redis they do not start: without a broker URL, each finds this user's
+# running embedded Redis, else the default, and says which (client/local_broker.py).
+FINDS_THE_BROKER = frozenset({"enqueue", "events", "failed", "health", "status"})
 
 
 class OneLineErrors(click.Group):
@@ -61,13 +68,31 @@ def _unreachable(exc: BaseException) -> str | None:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """account-reset-worker: applies account-security commands from a Redis queue."""
+    if ctx.invoked_subcommand in FINDS_THE_BROKER and not local_broker.broker_url_is_set():
+        _use_the_found_broker(worker_settings=ctx.invoked_subcommand not in NO_WORKER_SETTINGS)
     if ctx.invoked_subcommand in NO_WORKER_SETTINGS:
         return
+    require_worker_extra(ctx.invoked_subcommand)
     try:
         _settings()
     except ValidationError as error:
-        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
-        raise click.ClickException(f"invalid settings: {problems}") from None
+        raise _invalid_settings(error) from None
+
+
+def _invalid_settings(error: ValidationError) -> click.ClickException:
+    return click.ClickException(f"invalid settings: {settings_problems(error)}")
+
+
+def _use_the_found_broker(*, worker_settings: bool) -> None:
+    found = local_broker.found_broker()
+    click.echo(found.said, err=True)
+    if worker_settings:
+        # Not through the variable: a set broker URL would make the settings production's.
+        from worker.bootstrap import use_found_broker
+
+        use_found_broker(found.url)
+    else:
+        os.environ[local_broker.BROKER_URL_VARIABLE] = found.url
 
 
 def _settings() -> Settings:
@@ -81,9 +106,26 @@ def _settings() -> Settings:
 main.add_command(client_cli.schema)
 main.add_command(client_cli.enqueue)
 main.add_command(client_cli.events)
+main.add_command(accounts)
+main.add_command(reset_codes)
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+class CeleryWorkerCommand(click.Command):
+    """`account-reset worker`: its own options, then `celery worker`'s, which it passes on."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_options(ctx, formatter)
+        from celery.bin.worker import worker as celery_worker
+
+        celery_ctx = click.Context(celery_worker, info_name=ctx.info_name, obj=_celery_context())
+        with formatter.section("Celery's worker options (passed on)"):
+            celery_worker.format_options(celery_ctx, formatter)
+
+
+@main.command(
+    cls=CeleryWorkerCommand,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
 @click.option(
     "--sessions",
     is_flag=True,
@@ -91,14 +133,17 @@ main.add_command(client_cli.events)
 )
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(sessions: bool, celery_args: tuple[str, ...]) -> None:
-    """Start a worker; any further options go to `celery worker` (e.g. --concurrency=4)."""
+    """Start a worker; any further options go to `celery worker` (e.g. --concurrency=4).
+
+    Its defaults (the queue, the log level, a node name unique on this machine, no gossip or
+    mingle) are the app's, so `celery -A worker worker` starts the same worker.
+    """
     if sessions:
         # Before the settings are first read, here and in every pool process.
         os.environ["ACCOUNT_RESET_NODE_ROLE"] = "sessions"
         from worker.bootstrap import reread_settings
 
         reread_settings()
-    from worker.app import app
     from worker.bootstrap import broker_url
     from worker.broker.signing import worker_signing_config
     from worker.dev.embedded_redis import EmbeddedRedisUnavailable
@@ -111,29 +156,29 @@ def worker(sessions: bool, celery_args: tuple[str, ...]) -> None:
         raise click.ClickException(str(problem)) from None
     if settings.broker_url is None:
         click.echo(f"No ACCOUNT_RESET_BROKER_URL: embedded Redis listening at {url}", err=True)
-        # Producers on this machine find the embedded broker under the usual variable.
+        # Processes it starts read the embedded broker under the usual variable; this user's
+        # other commands find it through its record (client/local_broker.py).
         os.environ["ACCOUNT_RESET_BROKER_URL"] = url
-    argv = [
-        f"--queues={settings.consumed_queue}",
-        f"--loglevel={settings.log_level}",
-        "--without-gossip",
-        "--without-mingle",
-        *celery_args,
-    ]
-    run_celery_worker(app, argv)
+    run_celery_worker(list(celery_args))
 
 
-def run_celery_worker(app: Any, argv: list[str]) -> None:
+def _celery_context() -> Any:
+    from celery.bin.base import CLIContext
+
+    from worker.app import app
+
+    # no_color None, as Celery's own command leaves it: colours only on a terminal.
+    return CLIContext(app=app, no_color=None, workdir=None)  # type: ignore[arg-type]
+
+
+def run_celery_worker(argv: list[str]) -> None:
     """Celery's `worker` command alone. `app.worker_main` goes through Celery's command group,
     which imports every installed `celery.commands` plugin first: with Flower installed, Flower
     and tornado would be loaded into the worker and every pool process."""
-    from celery.bin.base import CLIContext
     from celery.bin.worker import worker as celery_worker
 
-    # no_color None, as Celery's own command leaves it: colours only on a terminal.
-    context = CLIContext(app=app, no_color=None, workdir=None)  # type: ignore[arg-type]
     celery_worker.main(
-        args=argv, prog_name="account-reset worker", obj=context, standalone_mode=False
+        args=argv, prog_name="account-reset worker", obj=_celery_context(), standalone_mode=False
     )
 
 
@@ -344,41 +389,54 @@ def _key_set(path: Path) -> SealingKeys:
 
 
 @main.command()
-def health() -> None:
-    """Exit 0 only if this machine's worker consumed recently (a container liveness probe)."""
-    import time
-
-    from worker.broker.refusals import current_refusal
-    from worker.db.health import current_database_fault
+@click.option("--node", help="Check this worker node only (its name, as `celery status` shows).")
+def health(node: str | None) -> None:
+    """Exit 0 only if this machine's workers (or --node) consumed recently (a liveness probe)."""
+    from worker.bootstrap import events_url
+    from worker.ops.health_notes import node_name, node_note, node_notes, nodes_folder
+    from worker.ops.probe import consumed_s_ago, node_problem
     from worker.security.eviction import eviction_status
-    from worker.steps.liveness import last_consuming_at
 
     settings = _settings()
-    # Redis refusing the worker's commands (full, a replica...) within the last seconds: it
-    # retries, but serves nothing meanwhile.
-    refused = current_refusal(settings.health_file)
-    if refused is not None:
-        click.echo(f"unhealthy: {refused}", err=True)
+    notes = [node_note(settings.health_file, node)] if node else node_notes(settings.health_file)
+    if not notes:
+        click.echo(f"unhealthy: no note in {nodes_folder(settings.health_file)}", err=True)
         raise SystemExit(1)
-    # The database refusing writes (read-only after a failover, shut down...) just now.
-    unwritable = current_database_fault(settings.health_file)
-    if unwritable is not None:
-        click.echo(f"unhealthy: {unwritable}", err=True)
-        raise SystemExit(1)
-    noted = last_consuming_at(settings.health_file)
-    if noted is None:
-        click.echo(f"unhealthy: no note in {settings.health_file}", err=True)
-        raise SystemExit(1)
-    age = time.time() - noted
-    if age > settings.health_max_age_s:
-        click.echo(f"unhealthy: last consumed {age:.0f} s ago", err=True)
+    problems = {note: node_problem(note, max_age_s=settings.health_max_age_s) for note in notes}
+    for note, problem in problems.items():
+        if problem is not None:
+            named = f"{node_name(note)}: " if len(notes) > 1 else ""
+            click.echo(f"unhealthy: {named}{problem}", err=True)
+    if any(problems.values()):
         raise SystemExit(1)
     # Counts that could vanish are a worker not fit to serve, whatever else it does.
-    kept, said = eviction_status(settings.events_url or settings.broker_url, settings.redis_options)
+    kept, said = eviction_status(events_url(settings), settings.redis_options)
     if not kept:
         click.echo(f"unhealthy: {said}", err=True)
         raise SystemExit(1)
-    click.echo(f"healthy: consuming ({age:.1f} s ago); {said}")
+    ages = ", ".join(f"{consumed_s_ago(note):.1f} s ago" for note in notes)
+    click.echo(f"healthy: consuming ({ages}); {said}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (docs/operations.md).")
+@click.option(
+    "--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+    help="How long workers have to answer, in seconds.",
+)  # fmt: skip
+def status(as_json: bool, timeout_s: float) -> None:
+    """Queues, unacknowledged messages, dead letters, consumer groups' lag and live workers."""
+    from worker.ops.status import StatusSettings, gather_status, render
+
+    try:
+        settings = StatusSettings()
+    except ValidationError as error:
+        raise _invalid_settings(error) from None
+    figures = gather_status(settings, timeout_s=timeout_s)
+    if as_json:
+        click.echo(figures.model_dump_json())
+    else:
+        render(figures, Console())
 
 
 @main.command("redis-acl")

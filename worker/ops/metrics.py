@@ -11,6 +11,7 @@ before the pool forks, and its pool children inherit it.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -52,6 +53,9 @@ class Observer(Protocol):
     def refused_by_redis(self, *, error: str) -> None:
         """Redis refused a command for a while (OOM, READONLY, LOADING...)."""
 
+    def bulk_reset(self, *, accounts: int) -> None:
+        """A reset-session-keys message ended the sessions of `accounts` accounts."""
+
 
 class PrometheusObserver:
     """The worker's observer: each report one metric, in this process's own files."""
@@ -79,6 +83,9 @@ class PrometheusObserver:
     def refused_by_redis(self, *, error: str) -> None:
         metrics().redis_refusals.labels(error).inc()
 
+    def bulk_reset(self, *, accounts: int) -> None:
+        metrics().bulk_accounts.inc(accounts)
+
 
 # Stateless (the metrics are built per process on first use): one will do for every part.
 PROMETHEUS = PrometheusObserver()
@@ -93,6 +100,8 @@ def prepare_multiprocess_dir() -> str:
     if not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="account-reset-metrics-")
         _made_here.append(os.environ[MULTIPROC_ENV])
+        # A worker that fails at start never stops its metrics step: the folder goes at exit.
+        atexit.register(_remove_if_made_by, os.getpid())
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
@@ -139,12 +148,21 @@ class Metrics:
             "Commands Redis refused for a while (full, read-only, loading, busy...), by error",
             ["error"],
         )
+        self.bulk_accounts: Counter = Counter(
+            "account_reset_bulk_accounts",
+            "Accounts whose sessions reset-session-keys ended (a bulk run's progress)",
+        )
 
 
 def remove_multiprocess_dir() -> None:
     """At the worker's exit: the directory this process made, with its files."""
     while _made_here:
         shutil.rmtree(_made_here.pop(), ignore_errors=True)
+
+
+def _remove_if_made_by(pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked pool process, which inherits the handler
+        remove_multiprocess_dir()
 
 
 _creating = threading.Lock()

@@ -4,8 +4,8 @@ Connected is not enough: Celery has been known to stay connected after a Redis r
 never take another message. A consuming worker either has a blocking take (BLMOVE/BRPOP)
 outstanding that was sent within the broker's poll timeout, or has every prefetch slot busy
 with commands. This step checks that on the event loop's own timer, so a stuck loop stops the
-notes too, and writes the time of the last good check to `HEALTH_FILE`, which
-`account-reset health` reads.
+notes too, and writes the time of the last good check to its node's note (beside
+`HEALTH_FILE`: worker/ops/health_notes.py), which `account-reset health` reads.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ class HealthNotes(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def start(self, consumer: Any) -> None:
-        self.path = bootstrap.settings().health_file
+        self.path = bootstrap.health_file()
         self.timer = consumer.timer.call_repeatedly(CHECK_INTERVAL_S, self._note, (consumer,))
 
     def stop(self, consumer: Any) -> None:  # noqa: ARG002  # the step's interface
@@ -42,7 +43,7 @@ class HealthNotes(bootsteps.StartStopStep):
     def _note(self, consumer: Any) -> None:
         try:
             if consuming(consumer):
-                write_note(self.path, consuming_at=time.time())
+                write_note(self.path, node=consumer.hostname, consuming_at=time.time())
         except Exception as exc:  # a liveness note must never break the loop it watches
             log.warning("health note not written: %s", type(exc).__name__)
 
@@ -58,9 +59,12 @@ def consuming(consumer: Any) -> bool:
     return sent_at is not None and time.monotonic() - sent_at < TAKE_STALE_AFTER_S
 
 
-def write_note(path: Path, *, consuming_at: float) -> None:
+def write_note(path: Path, *, node: str, consuming_at: float) -> None:
+    # The pid and host tell the probe when this process is gone (health_notes.exited).
+    fields = {"node": node, "pid": os.getpid(), "host": socket.gethostname()}
     partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps({"pid": os.getpid(), "consuming_at": consuming_at}))
+    path.parent.mkdir(parents=True, exist_ok=True)  # another node's stop removes an empty one
+    partial.write_text(json.dumps({**fields, "consuming_at": consuming_at}))
     partial.replace(path)
 
 

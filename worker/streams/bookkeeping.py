@@ -98,6 +98,8 @@ class DashboardBookkeeping:
         """Safe to repeat for one outcome: every path that publishes it calls this first."""
         if outcome.status is OutcomeStatus.SUCCESS and outcome.accountid:
             self.cache.forget(outcome.accountid)
+        if outcome.bulk is not None:
+            self.cache.forget(*outcome.bulk.accountids)
         if self.metrics_store == "redis" and _counts(outcome) and self.metrics_client:
             fields = metric_ids(RESET_CODES_USED, outcome.occurred_at, self.zone)
             self.metrics_client.eval(
