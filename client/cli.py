@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import click
 from pydantic import ValidationError
-from rich.progress import Progress
 
 from client.bulk_cli import reset_session_keys
+from client.from_file import read_lines, send_lines, summary, wait_for_lines
 from client.producer import AccountResetClient
 from client.settings import ClientSettings, settings_problems
 from client.tail import EventFilter, tail_events
-from schemas import COMMANDS, CommandOutcome
-from schemas.fields import COMMAND_ID
+from schemas import CommandOutcome
 from schemas.json_schema import wire_contract
 
 WAIT_HELP = "Wait up to this many seconds for the result event(s), then summarise."
@@ -46,7 +44,8 @@ def enqueue(ctx: click.Context, source: TextIO | None, wait_s: float | None) -> 
 
     `enqueue --from-file F.jsonl` sends one command per line (say, ending many accounts'
     sessions after an incident), with a progress bar; a line without a command_id gets a new
-    one. With --wait, a summary of the outcomes follows.
+    one. With --wait, a summary of the outcomes follows; should the wait end first, each command
+    still without an event is printed as JSON: its line, command and command_id.
     """
     try:
         ClientSettings()  # a bad key is one line here, not a traceback from the first send
@@ -114,33 +113,14 @@ enqueue.add_command(reset_session_keys)
 
 
 def _send_lines(source: TextIO, command: str | None, wait_s: float | None) -> None:
-    lines = [line for line in source if line.strip()]
-    payloads = [_payload(number, line, command) for number, line in enumerate(lines, start=1)]
-    sent: list[str] = []
+    lines = read_lines(source, command)
     with AccountResetClient(ClientSettings()) as client:
-        with Progress(console=_stderr()) as bar:
-            task = bar.add_task("enqueue", total=len(payloads))
-            for name, payload in payloads:
-                command_id = payload.pop(COMMAND_ID, None)
-                sent.append(client.send(name, payload, command_id=command_id))
-                bar.advance(task)
+        sent = send_lines(client, lines, _stderr())
         click.echo(f"enqueued {len(sent)} commands", err=True)
-        _report(client, sent, wait_s)
-
-
-def _payload(number: int, line: str, command: str | None) -> tuple[str, dict[str, Any]]:
-    try:
-        payload = json.loads(line)
-    except ValueError:
-        raise click.ClickException(f"line {number} is not JSON") from None
-    if not isinstance(payload, dict):
-        raise click.ClickException(f"line {number} is not a JSON object")
-    name = command or payload.pop("command", None)
-    if not isinstance(payload.get(COMMAND_ID, ""), str):
-        raise click.ClickException(f"line {number}: command_id must be a string")
-    if name not in COMMANDS:
-        raise click.ClickException(f'line {number}: "command" must name one of {sorted(COMMANDS)}')
-    return name, payload
+        if wait_s is None:
+            return
+        found = wait_for_lines(client, sent, timeout_s=wait_s, console=_stderr())
+    _summarise(found)
 
 
 @dataclass(frozen=True)
@@ -187,10 +167,13 @@ def _report(client: AccountResetClient, sent: list[str], wait_s: float | None) -
         found = client.wait_all(sent, timeout_s=wait_s)
     except (TimeoutError, PermissionError) as cannot:
         raise click.ClickException(str(cannot)) from None
-    outcomes = Counter(found[i].code or "success" for i in sent)
-    summary = ", ".join(f"{code} {count}" for code, count in sorted(outcomes.items()))
-    click.echo(f"outcomes: {summary}")
-    if set(outcomes) != {"success"}:
+    _summarise(found)
+
+
+def _summarise(found: dict[str, CommandOutcome]) -> None:
+    """The outcomes' counts; exit status 1 unless every command succeeded."""
+    click.echo(f"outcomes: {summary(found)}")
+    if any(outcome.code for outcome in found.values()):
         raise SystemExit(1)
 
 

@@ -8,7 +8,7 @@ so entry ids and fields come as text.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
 import redis
@@ -91,6 +91,16 @@ def follow(
         yield entries
 
 
+class OutcomesMissing(TimeoutError):
+    """The deadline passed before every command had its event: `missing` names them all (the
+    message only the first ten), `found` holds the events that came."""
+
+    def __init__(self, timeout_s: float, missing: list[str], found: dict[str, CommandOutcome]):
+        super().__init__(f"no event after {timeout_s}s for command_ids {missing[:10]}")
+        self.missing = missing
+        self.found = found
+
+
 def wait_for_outcomes(
     client: redis.Redis,
     stream: str,
@@ -98,10 +108,12 @@ def wait_for_outcomes(
     *,
     timeout_s: float,
     after: str = "0-0",
+    on_event: Callable[[CommandOutcome], None] | None = None,
 ) -> dict[str, CommandOutcome]:
     """Follow the stream until every command_id has an event, or the deadline passes.
 
-    Returns the first event seen for each command_id; raises TimeoutError naming the missing.
+    Returns the first event seen for each command_id, each also handed to `on_event` as it
+    comes; raises OutcomesMissing (a TimeoutError) naming the missing.
     """
     found: dict[str, CommandOutcome] = {}
     if not command_ids:
@@ -109,9 +121,10 @@ def wait_for_outcomes(
     for batch in follow(client, stream, after=after, deadline=time.monotonic() + timeout_s):
         for _entry_id, fields in batch:
             outcome = read_outcome(fields)
-            if outcome.command_id in command_ids:
-                found.setdefault(outcome.command_id, outcome)
+            if outcome.command_id in command_ids and outcome.command_id not in found:
+                found[outcome.command_id] = outcome
+                if on_event is not None:
+                    on_event(outcome)
         if len(found) == len(command_ids):
             return found
-    missing = sorted(command_ids - found.keys())
-    raise TimeoutError(f"no event after {timeout_s}s for command_ids {missing[:10]}")
+    raise OutcomesMissing(timeout_s, sorted(command_ids - found.keys()), found)

@@ -208,14 +208,20 @@ class AccountResetClient:
         return self.wait_all([command_id], timeout_s=timeout_s)[command_id]
 
     def wait_all(
-        self, command_ids: Iterable[str], *, timeout_s: float = 30.0
+        self,
+        command_ids: Iterable[str],
+        *,
+        timeout_s: float = 30.0,
+        on_event: Callable[[CommandOutcome], None] | None = None,
     ) -> dict[str, CommandOutcome]:
-        """The result events of several commands; TimeoutError names the ones still missing."""
+        """The result events of several commands, each also handed to `on_event` as it comes
+        (a progress bar); TimeoutError (OutcomesMissing) names every one still missing."""
         ids = set(command_ids)
         after = min((self._sent_after.get(i, "0-0") for i in ids), key=_stream_id, default="0-0")
         return wait_for_outcomes(
-            self._events, self.settings.events_stream, ids, timeout_s=timeout_s, after=after
-        )
+            self._events, self.settings.events_stream, ids,
+            timeout_s=timeout_s, after=after, on_event=on_event,
+        )  # fmt: skip
 
     @staticmethod
     def _stream_now() -> str:

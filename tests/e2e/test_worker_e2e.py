@@ -7,22 +7,27 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from client.raw_message import raw_protocol2_message
+from client.events import stream_outcomes
+from client.raw_message import raw_protocol2_message, task_id_of
 from schemas import CommandOutcome
 from tests.support.celery_events import TaskEventRecorder
 from tests.support.ids import unique
+from tests.support.messages import own_sessions_reset
 from tests.support.seeding import Seeder
 from tests.support.streams import follow_stream
-from tests.support.workers import WorkerProcess, worker_env
+from tests.support.workers import WorkerProcess, wait_until_acknowledged, worker_env
 from worker.dev.demo import Scenario, scenarios, seed_people
 
 OUTCOME_DEADLINE_S = 60.0
+# The task events that end a delivery, as Flower and `celery events` read them.
+FINAL_TASK_EVENTS = ("task-succeeded", "task-failed")
 
 # A producer in its own interpreter that imports Celery and nothing of this project: it sends
 # each command by name, as JSON, and reports which of the project's packages it had loaded.
@@ -242,6 +247,56 @@ def test_task_events_show_identifiers_but_no_secret(
     shown = json.dumps(ours)
     for secret in (password, code, user.username):
         assert secret not in shown
+
+
+def ends(task_id: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a Celery event is the one that ends this task's delivery."""
+    return lambda e: e.get("uuid") == task_id and e["type"] in FINAL_TASK_EVENTS
+
+
+def test_a_refused_command_is_task_failed_with_its_code_and_nothing_else_changes(
+    running_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """Finding 6 (issue 16): a refused command (`invalid-reset-code`) was `task-succeeded` with
+    the result 'failure' and no code, so Flower and `celery events` showed it green. It is
+    `task-failed` now, its exception the code alone, no traceback; its one result event, its
+    acknowledgement and the dead letters are as before; an applied command is `task-succeeded`."""
+    user = seeder.account()
+    seeder.code(user)
+    wrong_code = unique("wrong-code")
+    queue = running_worker.env["ACCOUNT_RESET_QUEUE"]
+    kwargs = {"username": user.username, "secret-code": wrong_code,
+              "new-password": unique("password")[:40]}  # fmt: skip
+    refused_message = raw_protocol2_message("reset-account-password", kwargs, queue)
+    applied_message = own_sessions_reset(user.accountid, queue)
+    refused, applied = task_id_of(refused_message), task_id_of(applied_message)
+
+    with TaskEventRecorder(running_worker.env["ACCOUNT_RESET_BROKER_URL"]) as recorder:
+        recorder.wait_for(
+            lambda e: e.get("hostname") == running_worker.nodename, timeout_s=OUTCOME_DEADLINE_S
+        )
+        redis_client.lpush(queue, refused_message, applied_message)
+        found = running_worker.outcomes(redis_client, {refused, applied})
+        for task_id in (refused, applied):
+            recorder.wait_for(ends(task_id), timeout_s=OUTCOME_DEADLINE_S)
+    wait_until_acknowledged(redis_client, queue, OUTCOME_DEADLINE_S)
+    final = {e["uuid"]: e for e in recorder.events if e.get("type") in FINAL_TASK_EVENTS}
+
+    assert (final[refused]["type"], final[refused]["exception"]) == (
+        "task-failed", "CommandRefused('invalid-reset-code')",
+    )  # fmt: skip
+    assert final[refused]["traceback"] == ""
+    assert final[applied]["type"] == "task-succeeded"
+    assert (found[refused].code, found[applied].status) == ("invalid-reset-code", "success")
+    # The task's failure handler published nothing more (before Celery sent task-failed).
+    stream = running_worker.env["ACCOUNT_RESET_EVENTS_STREAM"]
+    assert [o.command_id for o in stream_outcomes(redis_client, stream)].count(refused) == 1
+    letters = redis_client.xrange(running_worker.env["ACCOUNT_RESET_DEAD_LETTERS_KEY"])
+    assert refused not in str(letters)  # other tests' poison messages may be there
+    shown = json.dumps([e for e in recorder.events if e.get("uuid") == refused])
+    for secret in (wrong_code, user.username, kwargs["new-password"]):
+        assert secret not in shown
+    running_worker.wait_for_log(rf"\[{refused}\] raised expected: CommandRefused", 10)
 
 
 def test_a_failure_after_the_commit_keeps_the_success_and_the_relay_keeps_the_books(

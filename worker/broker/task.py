@@ -63,6 +63,19 @@ class RetriesExhausted(InternalFault):
     """A transient fault that outlasted every retry."""
 
 
+class CommandRefused(Exception):
+    """A command the rules refused, raised once its outcome is recorded and published, so that
+    Celery's task events (Flower, `celery events`) show it failed, with its exception code.
+
+    Its repr is the code alone (`CommandRefused('invalid-reset-code')`): never a payload value.
+    Nothing more is tried for it: it is acknowledged like a success, and neither retried nor
+    dead-lettered (`CommandTask.on_failure`).
+    """
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+
+
 # While Redis refuses a command's bookkeeping (full, read-only...), the delivery is tried again
 # in place, waiting this long and doubling, up to the last figure.
 REFUSED_WAIT_FIRST_S = 0.1
@@ -85,6 +98,8 @@ class CommandTask(Task[Any, str]):
     Request = qualname(RedactedRequest)
     Strategy = qualname(guarded_strategy)
     ignore_result = True
+    # Expected: Celery logs it in one line at INFO, without a traceback.
+    throws = (CommandRefused,)
 
     def process(
         self, model: type[C], handler: Handler[C], args: Sequence[Any], payload: dict[str, Any]
@@ -109,6 +124,8 @@ class CommandTask(Task[Any, str]):
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
             raise fault from None
+        if outcome.code is not None:
+            raise CommandRefused(outcome.code.value)
         return outcome.status.value
 
     def _send_next_chunk(
@@ -224,7 +241,14 @@ class CommandTask(Task[Any, str]):
         under this command_id is not this one's: it gets command-id-conflict. Otherwise the
         command is dead-lettered for an operator to retry, and consumers are told
         `internal-error`.
+
+        A refused command (CommandRefused) has had its outcome and event already: its
+        task-failed event gets no traceback, which would say only where it was raised.
         """
+        if isinstance(exc, CommandRefused):
+            if einfo is not None:
+                einfo.traceback = ""  # what the worker's task-failed event carries
+            return
         payload = kwargs if isinstance(kwargs, dict) else {}
         command_id = command_id_of(payload, task_id)
         parts = runtime()

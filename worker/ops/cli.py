@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from client import cli as client_cli
 from client import local_broker
@@ -24,9 +23,6 @@ if TYPE_CHECKING:
     from worker.security.sealing_keys import SealingKeys
     from worker.settings import Settings
     from worker.streams.dead_letters import DeadLetter, DeadLetterBox
-
-DEMO_WIDTH = 190
-
 
 # A producer's and an audit consumer's commands: they need Redis (or nothing),
 # never the worker's settings, which they would have to satisfy with the worker's secrets.
@@ -265,19 +261,9 @@ def failed_list(limit: int | None, as_json: bool) -> None:
         for letter in letters:
             click.echo(json.dumps(letter.shown()))
         return
-    table = Table("id", "when", "reason", "task", "command_id", "accountid", "retryable")
-    for letter in letters:
-        table.add_row(
-            letter.letter_id,
-            letter.dead_lettered_at.isoformat(timespec="seconds"),
-            f"{letter.reason.value}: {letter.detail}"
-            + (f" ({letter.cause})" if letter.cause else ""),
-            letter.task or "-",
-            letter.command_id or "-",
-            letter.accountid or "-",
-            "yes" if letter.retryable else "no",
-        )
-    Console().print(table)
+    from worker.ops.tables import print_dead_letters
+
+    print_dead_letters(Console(), letters)
     click.echo(f"{len(letters)} dead letter(s)", err=True)
 
 
@@ -508,7 +494,7 @@ def demo(database_url: str | None) -> None:
     """Every seed scenario through an embedded Redis, a real worker and SQLite."""
     from worker.dev.demo import run_demo
 
-    run_demo(Console(width=max(Console().width, DEMO_WIDTH)), database_url=database_url)
+    run_demo(Console(), database_url=database_url)
 
 
 if __name__ == "__main__":
