@@ -32,8 +32,9 @@ from bench.run import DEFAULT_REDIS, HASH_KEY, Bench
 from bench.seed import Seeded, seed_accounts
 from client.raw_message import raw_protocol2_message
 from worker.db.migrate import upgrade
+from worker.dev.debian_tools import DebianToolUnavailable
 from worker.dev.processes import free_port
-from worker.dev.prometheus import PrometheusProcess, one_worker_config
+from worker.dev.prometheus import PrometheusError, PrometheusProcess, one_worker_config
 from worker.security.hashing import Hasher
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
@@ -136,6 +137,8 @@ def prometheus_on(work: Path, metrics_port: int) -> Iterator[PrometheusProcess]:
 def run_and_render(
     work: Path, redis_url: str, *, seconds: int, bulk_accounts: int, output: Path
 ) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.ping()  # before anything starts: a Redis that is not there is one line
     database_url = f"sqlite:///{work / 'dashboard.db'}"
     upgrade(database_url)
     bench = Bench(redis_url, work, BCRYPT_ROUNDS)
@@ -147,7 +150,6 @@ def run_and_render(
     }
     queue = env["ACCOUNT_RESET_QUEUE"]
     load = seeded_load(database_url, queue, seconds=seconds, bulk_accounts=bulk_accounts)
-    client = redis.Redis.from_url(redis_url)
     try:
         with (
             bench.worker("worker", env, "dashboard"),
@@ -190,9 +192,12 @@ def render(prometheus: PrometheusProcess, *, start: float, end: float, output: P
 def main(output: Path, seconds: int, bulk_accounts: int, redis_url: str) -> None:
     """Draw deploy/grafana/dashboards/account-reset.json over a real run into OUTPUT."""
     with tempfile.TemporaryDirectory(prefix="account-reset-dashboard-") as work:
-        run_and_render(
-            Path(work), redis_url, seconds=seconds, bulk_accounts=bulk_accounts, output=output
-        )
+        try:
+            run_and_render(
+                Path(work), redis_url, seconds=seconds, bulk_accounts=bulk_accounts, output=output
+            )
+        except (redis.ConnectionError, DebianToolUnavailable, PrometheusError) as failed:
+            raise click.ClickException(str(failed)) from None
 
 
 if __name__ == "__main__":
