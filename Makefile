@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-faults bench bench-smoke lint docs worker migrate clean
+.PHONY: install demo test test-unit test-faults bench bench-smoke dashboard-png lint docs worker migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench: $(STAMP)
 # A small run that only checks the benchmark still works (CI).
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench.run --smoke
+
+# docs/dashboard.png: the Grafana dashboard's panels over a real run of about a minute, drawn
+# from Prometheus's answers to their queries (Debian's Prometheus; Grafana is on no registry).
+dashboard-png: $(STAMP)
+	$(BIN)/python -m bench.dashboard_snapshot --output docs/dashboard.png
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,5 +1,5 @@
 """The Grafana dashboard and the alert rules over a real run (issue 16, finding 13): a real
-Prometheus (Debian's, tests/support/debian_tools.py) scrapes a real worker that answers wrong
+Prometheus (Debian's, worker/dev/debian_tools.py) scrapes a real worker that answers wrong
 reset codes until a guessing limit refuses them; every panel's query then shows data but those
 of what never happened (dead letters, retries, Redis refusals), and the guessing alert fires.
 
@@ -9,29 +9,29 @@ the dashboard's own PromQL, asked of Prometheus as Grafana would ask it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import urllib.parse
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import yaml
 
+from bench.dashboard_render import Series, draw, panel_series
 from client import AccountResetClient, ClientSettings
 from tests.support.databases import migrated_sqlite
 from tests.support.debian_tools import prometheus_server
 from tests.support.guessing import source_limited_env, wrong_codes_from_one_device
 from tests.support.ids import unique
-from tests.support.probes import http_get, http_until
 from tests.support.seeding import Seeder
 from tests.support.waiting import poll_until
 from tests.support.workers import WorkerProcess
-from worker.dev.processes import free_port
+from worker.dev.prometheus import PrometheusProcess, one_worker_config
 from worker.security.hashing import Hasher
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
+JOB = "account-reset-worker"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "account-reset.json"
 DEADLINE_S = 60.0
 # What Grafana puts for $__rate_interval at a 1 s scrape interval, rounded up.
 RATE_INTERVAL = "30s"
@@ -40,55 +40,31 @@ NOTHING_TO_SHOW = {"Dead letters, by reason", "Transient faults retried", "Comma
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[tuple[str, Callable[[int], None]]]:
-    """A Prometheus on a free port, with deploy/'s rules, scraping and evaluating every second:
-    its URL, and how to start it on a worker's metrics port."""
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    process: subprocess.Popen[bytes] | None = None
+def prometheus(tmp_path: Path) -> Iterator[Callable[[int], PrometheusProcess]]:
+    """How to start a Prometheus on a worker's metrics port, with deploy/'s rules, scraping and
+    evaluating every second; stopped at the end."""
+    started: list[PrometheusProcess] = []
 
-    def start(metrics_port: int) -> None:
-        nonlocal process
-        shipped = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-        [job] = shipped["scrape_configs"]
-        # One worker on loopback: static, where compose finds replicas by DNS.
-        job.pop("dns_sd_configs")
-        job.pop("relabel_configs")
-        job["static_configs"] = [
-            {"targets": [f"127.0.0.1:{metrics_port}"], "labels": {"service": "worker"}}
-        ]
-        shipped["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-        shipped["rule_files"] = [str(DEPLOY / "prometheus" / "alerts.yml")]
-        config.write_text(yaml.safe_dump(shipped))
-        with (tmp_path / "prometheus.log").open("wb") as log:
-            process = subprocess.Popen(
-                [str(prometheus_server()), f"--config.file={config}",
-                 f"--storage.tsdb.path={tmp_path / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}"],
-                stdout=log, stderr=log,
-            )  # fmt: skip
-        assert http_until(f"http://127.0.0.1:{port}/-/ready")[0] == 200
+    def start(metrics_port: int) -> PrometheusProcess:
+        config = one_worker_config(
+            DEPLOY / "prometheus" / "prometheus.yml", metrics_port=metrics_port,
+            interval_s=1, rule_files=[DEPLOY / "prometheus" / "alerts.yml"],
+        )  # fmt: skip
+        started.append(PrometheusProcess(config, tmp_path).start(prometheus_server()))
+        return started[-1]
 
-    yield f"http://127.0.0.1:{port}", start
-    if process is not None:
-        process.terminate()
-        process.wait(timeout=DEADLINE_S)
+    yield start
+    for process in started:
+        process.stop()
 
 
-def query(prometheus_url: str, expression: str) -> list[dict[str, Any]]:
+def query(prometheus: PrometheusProcess, expression: str) -> list[dict[str, Any]]:
     """An instant query's result (an error from Prometheus fails the test)."""
-    text = expression.replace("$__rate_interval", RATE_INTERVAL)
-    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': text})}"
-    status, body = http_get(url)
-    answer = json.loads(body)
-    assert (status, answer["status"]) == (200, "success"), (expression, answer)
-    result = answer["data"]["result"]
-    assert isinstance(result, list)
-    return result
+    return prometheus.query(expression.replace("$__rate_interval", RATE_INTERVAL))
 
 
 def panels() -> list[dict[str, Any]]:
-    document = json.loads((DEPLOY / "grafana" / "dashboards" / "account-reset.json").read_text())
+    document = json.loads(DASHBOARD.read_text())
     found = document["panels"]
     assert isinstance(found, list)
     return found
@@ -99,12 +75,13 @@ def test_finding_13_every_panel_shows_the_run_and_the_guessing_alert_fires(
     redis_client: redis.Redis,
     hasher: Hasher,
     tmp_path: Path,
-    prometheus: tuple[str, Callable[[int], None]],
+    prometheus: Callable[[int], PrometheusProcess],
 ) -> None:
     """Six wrong codes from one device, MAX_SOURCE_ATTEMPTS=3, through a worker that Prometheus
     scrapes: each panel but those of dead letters, retries and Redis refusals has data, and
-    AccountResetGuessingCeilingHit fires for the `source` limit."""
-    prometheus_url, start_prometheus = prometheus
+    AccountResetGuessingCeilingHit fires for the `source` limit. `make dashboard-png`'s renderer
+    (bench/dashboard_render.py) draws the run from the same Prometheus: the same panels have
+    series over the run, and the picture is a PNG."""
     database_url = migrated_sqlite(tmp_path)
     seeder = Seeder(database_url, hasher)
     prefix = unique("dashboard-run")
@@ -118,9 +95,10 @@ def test_finding_13_every_panel_shows_the_run_and_the_guessing_alert_fires(
         )
     )
     try:
-        start_prometheus(int(env["ACCOUNT_RESET_METRICS_PORT"]))
+        server = prometheus(int(env["ACCOUNT_RESET_METRICS_PORT"]))
+        started_at = time.time()
         poll_until(
-            lambda: query(prometheus_url, 'up{job="account-reset-worker"} == 1'),
+            lambda: query(server, 'up{job="account-reset-worker"} == 1'),
             DEADLINE_S, "Prometheus scraping the worker",
         )  # fmt: skip
         sent = wrong_codes_from_one_device(client, seeder, source=unique("device-id"))
@@ -130,19 +108,24 @@ def test_finding_13_every_panel_shows_the_run_and_the_guessing_alert_fires(
             empty = {
                 panel["title"]
                 for panel in panels()
-                if not any(query(prometheus_url, t["expr"]) for t in panel["targets"])
+                if not any(query(server, t["expr"]) for t in panel["targets"])
             }
             return empty if empty == NOTHING_TO_SHOW else None
 
         poll_until(empty_panels, DEADLINE_S, f"every panel but {sorted(NOTHING_TO_SHOW)} shown")
         firing = poll_until(
             lambda: query(
-                prometheus_url,
+                server,
                 'ALERTS{alertname="AccountResetGuessingCeilingHit", alertstate="firing"}',
             ),
             DEADLINE_S, "AccountResetGuessingCeilingHit firing",
         )  # fmt: skip
-        refused = query(prometheus_url, "sum(account_reset_guesses_refused_total)")
+        refused = query(server, "sum(account_reset_guesses_refused_total)")
+        # The range ends once scraped past: its last step then sees every sample before it.
+        ended_at = time.time() + 1
+        poll_until(lambda: server.last_scrape(JOB) > ended_at, DEADLINE_S, "a scrape past the end")
+        drawn = tmp_path / "dashboard.png"
+        series = rendered(server, start=started_at, end=ended_at, output=drawn)
     finally:
         client.close()
         worker.stop()
@@ -153,3 +136,19 @@ def test_finding_13_every_panel_shows_the_run_and_the_guessing_alert_fires(
 
     assert [alert["metric"]["limit"] for alert in firing] == ["source"]
     assert refused[0]["value"][1] == "3"
+    assert {title for title, found in series.items() if not found} == NOTHING_TO_SHOW
+    assert drawn.read_bytes().startswith(b"\x89PNG")
+
+
+def rendered(
+    server: PrometheusProcess, *, start: float, end: float, output: Path
+) -> dict[str, list[Series]]:
+    """The dashboard drawn into `output` by the renderer of `make dashboard-png`: each panel's
+    series over the run."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    series = {
+        panel["title"]: panel_series(server, panel, start=start, end=end, step_s=1)
+        for panel in dashboard["panels"]
+    }
+    draw(dashboard, series, start=start, end=end, output=output)
+    return series
