@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import pytest
 
-from tests.support.databases import REQUIRE_SERVICES
+from tests.support.servers import SERVERS
 from worker.dev import debian_tools
 from worker.dev.debian_tools import DebianToolUnavailable
 
@@ -57,6 +57,6 @@ _RUN_COMPOSE = (
 
 
 def _unavailable(reason: str) -> NoReturn:
-    if REQUIRE_SERVICES:
+    if SERVERS.require:
         pytest.fail(reason)
     pytest.skip(reason)
