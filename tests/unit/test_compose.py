@@ -173,7 +173,7 @@ def test_finding_10_every_image_is_pinned_to_a_version() -> None:
 
 def test_finding_10_the_images_python_packages_are_pinned() -> None:
     """Finding 10: the image's Python dependencies were unpinned. The Dockerfile installs under
-    PIP_CONSTRAINT=deploy/constraints.txt (`pip freeze` of `.[flower]` from PyPI), which pins
+    PIP_CONSTRAINT=deploy/constraints.txt (`pip freeze` of `.[worker,flower]` from PyPI), which pins
     every package the image installs, direct or not, to one version."""
     dockerfile = DOCKERFILE.read_text()
     assert "PIP_CONSTRAINT=/app/deploy/constraints.txt" in dockerfile
@@ -185,7 +185,8 @@ def test_finding_10_the_images_python_packages_are_pinned() -> None:
             pins[canonicalize_name(name)] = version
     assert all(pins.values())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = [*project["dependencies"], *project["optional-dependencies"]["flower"]]
+    extras = project["optional-dependencies"]
+    wanted = [*project["dependencies"], *extras["worker"], *extras["flower"]]
     missing = installed_closure(wanted) - set(pins)
     assert not missing, f"not pinned in deploy/constraints.txt: {sorted(missing)}"
 
