@@ -6,7 +6,13 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_shutdown
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 from celery.utils.imports import qualname
 from kombu.utils.objects import cached_property
 
@@ -134,6 +140,13 @@ def _health_notes_of_this_node(sender: Any, **_kwargs: Any) -> None:
 def _no_health_notes_once_stopped(**_kwargs: Any) -> None:
     # The probe says unhealthy as soon as the worker has stopped, not HEALTH_MAX_AGE_S later.
     forget_this_node()
+
+
+@worker_process_shutdown.connect
+def _mark_what_was_published(**_kwargs: Any) -> None:
+    # A pool process ending: the outcomes it published and has not yet marked (the relay would
+    # publish them once more).
+    bootstrap.mark_what_was_published()
 
 
 @after_setup_logger.connect

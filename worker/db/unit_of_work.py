@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ARRAY,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    insert,
     select,
     update,
 )
@@ -42,12 +43,24 @@ class SqlUnitsOfWork:
     """The pipeline's transactions, on the database `sessions` are bound to."""
 
     sessions: sessionmaker[Session]
+    # Where published outcomes wait to be marked a batch at a time (the worker's: bootstrap);
+    # None marks each at once.
+    marks: _Marks | None = None
 
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)
 
     def mark_published(self, event_ids: list[str], published_at: datetime) -> None:
-        mark_published_now(self.sessions, event_ids, published_at)
+        if self.marks is None:
+            mark_published_now(self.sessions, event_ids, published_at)
+        else:
+            self.marks.add(event_ids)
+
+
+class _Marks(Protocol):
+    """worker/db/published_marks.py, which builds on this module."""
+
+    def add(self, event_ids: list[str]) -> None: ...
 
 
 def mark_published_now(
@@ -75,6 +88,10 @@ def _published(event_ids: list[str], published_at: datetime) -> Update:
 
 def _accounts() -> Table:
     return cast(Table, Account.__table__)
+
+
+def _outcomes() -> Table:
+    return cast(Table, OutcomeRecord.__table__)
 
 
 def _ended_sessions(table: Table, session_key: Any, now: datetime) -> dict[Any, Any]:
@@ -112,6 +129,7 @@ class UnitOfWork:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
         self._after_commit: list[Callable[[], None]] = []
+        self._outcome_rows: list[dict[str, Any]] = []
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._sessions()
@@ -130,6 +148,9 @@ class UnitOfWork:
     def commit(self) -> None:
         # Taken first: a failed commit drops them, as a rollback does.
         hooks, self._after_commit = self._after_commit, []
+        rows, self._outcome_rows = self._outcome_rows, []
+        for row in rows:
+            self.session.execute(insert(_outcomes()).values(row))
         self.session.commit()
         for hook in hooks:
             try:
@@ -140,6 +161,7 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self._after_commit.clear()
+        self._outcome_rows.clear()
         self.session.rollback()
 
     def after_commit(self, hook: Callable[[], None]) -> None:
@@ -214,6 +236,9 @@ class UnitOfWork:
             .order_by(Account.accountid)
             .with_for_update()
         ).all()
+        # An accountid the database's collation matched but that is not the one given (MariaDB:
+        # `ACCT_x` finds `acct_x`) is not that account.
+        live = [accountid for accountid in live if accountid in keys]
         if live:
             table = _accounts()
             self.session.execute(
@@ -262,32 +287,39 @@ class UnitOfWork:
 
     def recorded_outcome(self, *, scope: str, command_id: str) -> RecordedOutcome | None:
         """The outcome recorded under `command_id` in `scope` (an appid), with its request's
-        fingerprint."""
-        record = self.session.get(OutcomeRecord, (scope, command_id))
-        if record is None:
+        fingerprint. Two columns in Core: the ORM's identity map and row objects cost the hot
+        path CPU and hold nothing it needs."""
+        table = _outcomes()
+        row = self.session.execute(
+            select(table.c.event, table.c.fingerprint).where(
+                table.c.scope == scope, table.c.command_id == command_id
+            )
+        ).first()
+        if row is None:
             return None
-        outcome = CommandOutcome.model_validate_json(record.event)
-        return RecordedOutcome(outcome=outcome, fingerprint=record.fingerprint)
+        outcome = CommandOutcome.model_validate_json(row.event)
+        return RecordedOutcome(outcome=outcome, fingerprint=row.fingerprint)
 
     def record_outcome(
         self, outcome: CommandOutcome, *, scope: str, fingerprint: str | None
     ) -> None:
         """Record `outcome` as the answer to the request of `fingerprint` (None: to any
-        request of its command, as rows recorded before fingerprints are)."""
-        self.session.add(
-            OutcomeRecord(
-                scope=scope,
-                command_id=outcome.command_id,
-                fingerprint=fingerprint,
-                event_id=outcome.event_id,
-                command=outcome.command,
-                status=outcome.status.value,
-                code=outcome.code.value if outcome.code else None,
-                appid=outcome.appid,
-                accountid=outcome.accountid,
-                event=outcome.model_dump_json(),
-                recorded_at=outcome.occurred_at,
-            )
+        request of its command, as rows recorded before fingerprints are). Inserted (one Core
+        INSERT) as the transaction commits: a key recorded meanwhile fails the commit."""
+        self._outcome_rows.append(
+            {
+                "scope": scope,
+                "command_id": outcome.command_id,
+                "fingerprint": fingerprint,
+                "event_id": outcome.event_id,
+                "command": outcome.command,
+                "status": outcome.status.value,
+                "code": outcome.code.value if outcome.code else None,
+                "appid": outcome.appid,
+                "accountid": outcome.accountid,
+                "event": outcome.model_dump_json(),
+                "recorded_at": outcome.occurred_at,
+            }
         )
 
     def mark_published(self, event_ids: list[str], published_at: datetime) -> None:
