@@ -25,6 +25,7 @@ import redis
 
 from bench import run as bench_run
 from bench.measure import drain_rate
+from bench.processes import _kb
 from bench.run import DEFAULT_POSTGRES, DEFAULT_REDIS, MB, Bench, postgres_database
 from client.raw_message import raw_protocol2_message
 from worker.dev.processes import WorkerProcess
@@ -68,6 +69,8 @@ class ProfiledBench(Bench):
         return super().env(database_url, concurrency) | self.extra_env
 
     cpu_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    pss_mb: dict[str, list[float]] = field(default_factory=dict)
+    private_mb: dict[str, list[float]] = field(default_factory=dict)
 
     @contextmanager
     def worker(self, app: str, env: dict[str, str], label: str) -> Iterator[WorkerProcess]:
@@ -78,6 +81,8 @@ class ProfiledBench(Bench):
             yield running
             used = [_cpu_s(pid) - start for pid, start in zip(pids, before, strict=True)]
             self.cpu_ms[label] = (used[0] * 1000, sum(used[1:]) * 1000)
+            self.pss_mb[label] = [_kb(pid, "Pss:") / 1024 for pid in pids]
+            self.private_mb[label] = [_kb(pid, "Private_Dirty:") / 1024 for pid in pids]
 
     def plain_noop(self, database_url: str, count: int) -> float:
         env = self.env(database_url, 2)
@@ -112,8 +117,10 @@ def profiled(out: Path, run: Any) -> Any:
 
 def _cpu_line(bench: ProfiledBench, label: str, commands: int) -> str:
     main_ms, pool_ms = bench.cpu_ms[label]
+    each = " + ".join(f"{mb:.0f}" for mb in bench.pss_mb[label])
+    each += " (private dirty " + " + ".join(f"{mb:.0f}" for mb in bench.private_mb[label]) + ")"
     return (f"  {label}: CPU per message: main {main_ms / commands:.2f} ms, "
-            f"pool {pool_ms / commands:.2f} ms")  # fmt: skip
+            f"pool {pool_ms / commands:.2f} ms; PSS at the end {each} MB")  # fmt: skip
 
 
 @click.command()

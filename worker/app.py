@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
 import logging
 from typing import Any
 
@@ -134,6 +136,17 @@ def _health_notes_of_this_node(sender: Any, **_kwargs: Any) -> None:
     health_file = bootstrap.settings().health_file
     remove_exited_nodes_notes(health_file)
     note_as_node(health_file, sender.hostname)
+
+
+@worker_init.connect
+def _share_with_the_pool(**_kwargs: Any) -> None:
+    # Last before the pool forks: the modules a pool process needs are loaded once, here, and
+    # shared with every pool process (its runtime's, and prometheus-client, which its first
+    # report loads; the step above has chosen its storage); gc.freeze keeps the collector from
+    # writing to (so copying) the pages of every object made so far.
+    bootstrap.runtime()
+    importlib.import_module("prometheus_client")
+    gc.freeze()
 
 
 @worker_shutdown.connect
