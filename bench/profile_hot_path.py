@@ -128,9 +128,15 @@ def _cpu_line(bench: ProfiledBench, label: str, commands: int) -> str:
 @click.option("--commands", default=2000, show_default=True)
 @click.option("--profile", "profile_dir", type=click.Path(path_type=Path), default=None)
 @click.option("--password", is_flag=True, help="Password resets (bcrypt cost 12) too.")
+@click.option("--concurrency", default=2, show_default=True, help="The worker's pool processes.")
 @click.option("--variant", multiple=True, help="KEY=VALUE: a third run per round with it set.")
 def main(
-    rounds: int, commands: int, profile_dir: Path | None, password: bool, variant: tuple[str, ...]
+    rounds: int,
+    commands: int,
+    profile_dir: Path | None,
+    password: bool,
+    concurrency: int,
+    variant: tuple[str, ...],
 ) -> None:
     extra = dict(item.split("=", 1) for item in variant)
     redis_url = os.environ.get("ACCOUNT_RESET_TEST_REDIS_URL", DEFAULT_REDIS)
@@ -141,17 +147,18 @@ def main(
             ratios, variants = [], []
             for i in range(rounds):
                 plain = bench.plain_noop(pg, commands)
-                session = bench.commands(pg, 2, commands)
-                pss = bench.peak_memory["session-key PostgreSQL c=2"][0] / MB
+                session = bench.commands(pg, concurrency, commands)
+                label = f"session-key PostgreSQL c={concurrency}"
+                pss = bench.peak_memory[label][0] / MB
                 click.echo(_cpu_line(bench, "plain-noop", commands))
-                click.echo(_cpu_line(bench, "session-key PostgreSQL c=2", commands))
+                click.echo(_cpu_line(bench, label, commands))
                 ratios.append(session / plain)
                 click.echo(f"round {i}: plain {plain:.0f}/s session-key {session:.0f}/s "
                            f"ratio {session / plain:.3f} pss {pss:.0f} MB")  # fmt: skip
                 if extra:
                     bench.extra_env = extra
-                    varied = bench.commands(pg, 2, commands)
-                    click.echo(_cpu_line(bench, "session-key PostgreSQL c=2", commands))
+                    varied = bench.commands(pg, concurrency, commands)
+                    click.echo(_cpu_line(bench, label, commands))
                     bench.extra_env = {}
                     variants.append(varied / plain)
                     click.echo(f"  with {extra}: {varied:.0f}/s ratio {varied / plain:.3f}")
@@ -166,6 +173,7 @@ def main(
                 done = bench.commands(pg, 2, 40, password=True)
                 click.echo(f"password {done:.2f}/s ceiling {ceiling:.2f}/s "
                            f"ratio {done / ceiling:.3f}")  # fmt: skip
+                click.echo(_cpu_line(bench, "password PostgreSQL c=2", 40))
             if profile_dir is not None:
                 profile_dir.mkdir(parents=True, exist_ok=True)
                 rate = profiled(profile_dir / "session-key.txt",
