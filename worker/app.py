@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
 import logging
 import os
 from typing import Any
@@ -12,6 +14,7 @@ from celery.signals import (
     after_setup_task_logger,
     worker_init,
     worker_process_init,
+    worker_process_shutdown,
     worker_shutdown,
 )
 from celery.utils.imports import qualname
@@ -145,10 +148,28 @@ def _pool_process_niceness(**_kwargs: Any) -> None:
         os.nice(nice)
 
 
+@worker_init.connect
+def _share_with_the_pool(**_kwargs: Any) -> None:
+    # Last before the pool forks: the modules a pool process needs are loaded once, here, and
+    # shared with every pool process (its runtime's, and prometheus-client, which its first
+    # report loads; the step above has chosen its storage); gc.freeze keeps the collector from
+    # writing to (so copying) the pages of every object made so far.
+    bootstrap.runtime()
+    importlib.import_module("prometheus_client")
+    gc.freeze()
+
+
 @worker_shutdown.connect
 def _no_health_notes_once_stopped(**_kwargs: Any) -> None:
     # The probe says unhealthy as soon as the worker has stopped, not HEALTH_MAX_AGE_S later.
     forget_this_node()
+
+
+@worker_process_shutdown.connect
+def _mark_what_was_published(**_kwargs: Any) -> None:
+    # A pool process ending: the outcomes it published and has not yet marked (the relay would
+    # publish them once more).
+    bootstrap.mark_what_was_published()
 
 
 @after_setup_logger.connect

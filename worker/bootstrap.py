@@ -21,6 +21,7 @@ from schemas import ExceptionCode
 from tasks.deps import RuleDeps
 from tasks.pipeline import CommandProcessor
 from worker.db.engine import create_db_engine, session_factory
+from worker.db.published_marks import MARK_WITHIN_S, PublishedMarks
 from worker.db.unit_of_work import SqlUnitsOfWork
 from worker.dev.embedded_redis import shared_embedded_redis
 from worker.ops.health_notes import this_node_note
@@ -94,6 +95,7 @@ class Runtime:
     relay: OutboxRelay
     observer: Observer
     pid: int
+    marks: PublishedMarks
 
 
 def dead_letter_box(settings: Settings) -> DeadLetterBox:
@@ -195,6 +197,7 @@ def build_runtime(settings: Settings) -> Runtime:
         idle_in_transaction_timeout_s=settings.idle_in_transaction_timeout_s,
     )
     sessions = session_factory(engine)
+    marks = PublishedMarks(sessions, within_s=min(MARK_WITHIN_S, settings.relay_grace_s / 4))
     cache_url = settings.cache_url
     cache_client = redis_client(cache_url, settings.redis_options) if cache_url else None
     bookkeeping = dashboard_bookkeeping(settings, cache_client)
@@ -205,7 +208,7 @@ def build_runtime(settings: Settings) -> Runtime:
         max_age=_seconds(settings.events_retention_seconds),
     )
     processor = CommandProcessor(
-        units=SqlUnitsOfWork(sessions),
+        units=SqlUnitsOfWork(sessions, marks=marks),
         deps=rule_deps(settings, events.client),
         sealed=sealed_fields(settings),
         events=events,
@@ -233,6 +236,7 @@ def build_runtime(settings: Settings) -> Runtime:
         relay=relay,
         observer=observer(),
         pid=os.getpid(),
+        marks=marks,
     )
 
 
@@ -250,3 +254,10 @@ def runtime() -> Runtime:
     if _runtime is None:
         _runtime = build_runtime(settings())
     return _runtime
+
+
+def mark_what_was_published() -> None:
+    """The published outcomes this process has not yet marked, marked now (a pool process
+    ending); nothing when it built no runtime of its own."""
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.marks.flush()

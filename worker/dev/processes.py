@@ -1,8 +1,9 @@
 """Worker processes for the demo, the benchmark and the tests: started, waited for, stopped.
 
-A worker is `celery -A <app> worker` on its own queue, as `account-reset worker` starts it
-(worker/ops/cli.py), with every line it logs in a file of its own: the log is where it says
-that it is ready, and what a failed run is read from.
+A worker is `account-reset worker` (`python -m worker worker`: Celery's worker command alone,
+worker/ops/cli.py) on its own queue, or `celery -A <app> worker` for another app, with every
+line it logs in a file of its own: the log is where it says that it is ready, and what a failed
+run is read from.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def nodename(prefix: str) -> str:
 
 @dataclass
 class WorkerProcess:
-    """`celery -A <app> worker` with the settings in `env`, logging to `log_path`.
+    """`account-reset worker` (another app: `celery -A <app> worker`) with the settings in `env`,
+    logging to `log_path`.
 
     It consumes the queue `env` names: ACCOUNT_RESET_SESSIONS_QUEUE on a sessions node (what
     `account-reset worker --sessions` does), else ACCOUNT_RESET_QUEUE.
@@ -58,8 +60,12 @@ class WorkerProcess:
 
     def start(self, *options: str) -> WorkerProcess:
         """Start it (`options` go to `celery worker`); the log is appended to, not replaced."""
+        # The worker as `account-reset worker` starts it: Celery's `celery` command would load
+        # every installed plugin (Flower, tornado) into it. Any other app (the benchmark's
+        # no-op) with `celery`.
+        command = ["worker"] if self.app == "worker" else ["celery", "-A", self.app]
         self.argv = [
-            sys.executable, "-m", "celery", "-A", self.app, "worker",
+            sys.executable, "-m", *command, "worker",
             f"--queues={self.queue}", f"--hostname={self.nodename}",
             f"--loglevel={self.loglevel}", "--without-gossip", "--without-mingle",
             *options,
