@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import redis
 
 from bench import run as bench_run
-from bench.measure import drain_rate
 from bench.processes import _kb
 from bench.run import DEFAULT_POSTGRES, DEFAULT_REDIS, MB, Bench, postgres_database
-from client.raw_message import raw_protocol2_message
 from worker.dev.processes import WorkerProcess
 
 
@@ -84,13 +81,6 @@ class ProfiledBench(Bench):
             self.pss_mb[label] = [_kb(pid, "Pss:") / 1024 for pid in pids]
             self.private_mb[label] = [_kb(pid, "Private_Dirty:") / 1024 for pid in pids]
 
-    def plain_noop(self, database_url: str, count: int) -> float:
-        env = self.env(database_url, 2)
-        queue = env["ACCOUNT_RESET_QUEUE"]
-        messages = [raw_protocol2_message("noop", {}, queue) for _ in range(count)]
-        with self.worker("bench.plain_noop_app", env, "plain-noop"):
-            return drain_rate(redis.Redis.from_url(self.redis_url), queue, messages)
-
 
 def _cpu_s(pid: int) -> float:
     """User + system seconds of `pid` so far."""
@@ -146,11 +136,11 @@ def main(
         with postgres_database(postgres) as pg:
             ratios, variants = [], []
             for i in range(rounds):
-                plain = bench.plain_noop(pg, commands)
+                plain = bench.plain_noop(pg, 2, commands)
                 session = bench.commands(pg, concurrency, commands)
                 label = f"session-key PostgreSQL c={concurrency}"
                 pss = bench.peak_memory[label][0] / MB
-                click.echo(_cpu_line(bench, "plain-noop", commands))
+                click.echo(_cpu_line(bench, "plain no-op c=2", commands))
                 click.echo(_cpu_line(bench, label, commands))
                 ratios.append(session / plain)
                 click.echo(f"round {i}: plain {plain:.0f}/s session-key {session:.0f}/s "
