@@ -31,7 +31,7 @@ from worker.broker.transport import SentinelTransport, Transport
 from worker.ops.health_notes import forget_this_node, note_as_node, remove_exited_nodes_notes
 from worker.ops.metrics import prepare_multiprocess_dir
 from worker.security.eviction import refuse_an_evicting_redis
-from worker.settings import Settings
+from worker.settings import Settings, cpu_list
 from worker.steps.drain import DrainOnShutdown
 from worker.steps.liveness import HealthNotes
 from worker.steps.metrics_server import MetricsStep
@@ -142,10 +142,13 @@ def _health_notes_of_this_node(sender: Any, **_kwargs: Any) -> None:
 
 @worker_process_init.connect
 def _pool_process_niceness(**_kwargs: Any) -> None:
-    # Each pool process, once forked: bcrypt yields the CPU to a sessions node's revocations.
-    nice = bootstrap.settings().pool_nice
-    if nice:
-        os.nice(nice)
+    # Each pool process, once forked: bcrypt yields the CPU to a sessions node's revocations,
+    # and keeps to its cores.
+    settings = bootstrap.settings()
+    if settings.pool_nice:
+        os.nice(settings.pool_nice)
+    if settings.pool_cpus:
+        os.sched_setaffinity(0, cpu_list(settings.pool_cpus) & os.sched_getaffinity(0))
 
 
 @worker_init.connect

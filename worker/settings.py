@@ -75,6 +75,22 @@ class Settings(SharedSettings):
         " have the CPU first while bcrypt runs (BENCHMARKS.md: latency under mixed load);"
         " 0: as the main process.",
     )
+    pool_cpus: str | None = Field(
+        default=None,
+        description="The CPUs the pool processes may run on (`1`, `0,2`, `2-3`): on a node taking"
+        " password resets beside a sessions node on the same machine, the cores bcrypt may take,"
+        " leaving the others to revocations, the database and Redis (BENCHMARKS.md: latency"
+        " under mixed load); unset: any.",
+    )
+
+    @field_validator("pool_cpus")
+    @classmethod
+    def _a_cpu_list(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            cpu_list(value)
+            return value
+        return None
+
     appid: str = Field(
         default="dashboard",
         description="The appid of commands that give none (the dashboard's `APPID`).",
@@ -662,6 +678,22 @@ class Settings(SharedSettings):
 
 def payload_sealer(keys: SecretStr) -> Sealer:
     return Sealer(fernet_keys(keys.get_secret_value()))
+
+
+def cpu_list(text: str) -> set[int]:
+    """The CPUs of a list such as `0,2-3`; ValueError naming the setting if it is not one."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-")
+            cpus.update(range(int(first), int(last if dash else first) + 1))
+    except ValueError:
+        raise ValueError(
+            "ACCOUNT_RESET_POOL_CPUS must be a CPU list such as 1, 0,2 or 2-3"
+        ) from None
+    if not cpus or min(cpus) < 0:
+        raise ValueError("ACCOUNT_RESET_POOL_CPUS must be a CPU list such as 1, 0,2 or 2-3")
+    return cpus
 
 
 @lru_cache(maxsize=1)
