@@ -20,6 +20,7 @@ from client.redis_clients import redis_client
 from schemas import ExceptionCode
 from tasks.deps import RuleDeps
 from tasks.pipeline import CommandProcessor
+from worker.broker.chunk_senders import ChunkSenders
 from worker.db.engine import create_db_engine, session_factory
 from worker.db.published_marks import MARK_WITHIN_S, PublishedMarks
 from worker.db.unit_of_work import SqlUnitsOfWork
@@ -96,6 +97,7 @@ class Runtime:
     observer: Observer
     pid: int
     marks: PublishedMarks
+    chunk_senders: ChunkSenders
 
 
 def dead_letter_box(settings: Settings) -> DeadLetterBox:
@@ -237,6 +239,11 @@ def build_runtime(settings: Settings) -> Runtime:
         observer=observer(),
         pid=os.getpid(),
         marks=marks,
+        chunk_senders=ChunkSenders(
+            client=redis_client(broker_url(settings), settings.redis_options),
+            queue=settings.queue,
+            ttl_s=(settings.outcome_retention_days + 1) * 24 * 3600,
+        ),
     )
 
 

@@ -57,6 +57,13 @@ def unacked_mutex(queue: str) -> str:
     return f"{queue}:unacked_mutex"
 
 
+def chunk_sender(queue: str, command_id: str) -> str:
+    """The delivery that sends an every_account run's message `command_id` (`<run id>#<n>`),
+    so that two copies of the message before it do not both send it
+    (worker/broker/chunk_senders.py)."""
+    return f"{queue}:chunk-sender:{command_id}"
+
+
 def queue_bookkeeping(queue: str) -> tuple[str, ...]:
     """Every key the worker keeps next to a queue, the queue first."""
     return (

@@ -131,3 +131,33 @@ def test_a_chunk_delivered_again_after_its_next_committed_replays_alone(
     after = stream_outcomes(redis_client, stream)[len(before) :]
     recorded = next(o for o in before if o.command_id == f"{bulk_id}#1")
     assert [(o.command_id, o.event_id) for o in after] == [(recorded.command_id, recorded.event_id)]
+
+
+def test_two_copies_of_a_runs_first_message_carry_the_run_on_once(
+    bulk_worker: WorkerProcess, seeder: Seeder, redis_client: redis.Redis
+) -> None:
+    """Finding 3, as CI saw it (16 events published again for 3 kills): a replay had sent its
+    next message while the first copy of it was still queued, and the two copies, taken
+    together by the two pool children, each sent the message after them, to the run's end.
+    Here two copies of an every_account run's first message (23 accounts, five a message) go
+    in together: one commits, the other replays, and only the first copy's delivery sends #1;
+    six events in all, #0 twice under one event_id."""
+    appid = unique("bulk-app")
+    accounts = seeder.accounts(23, appid=appid)
+    bulk_id = unique("bulk")
+    first = {"command_id": bulk_id, "appid": appid, "every_account": True}
+    copies = [raw_protocol2_message(ResetSessionKeys.name, first, bulk_worker.queue)
+              for _ in range(2)]  # fmt: skip
+    stream = bulk_worker.env["ACCOUNT_RESET_EVENTS_STREAM"]
+    before = len(stream_outcomes(redis_client, stream))
+
+    redis_client.lpush(bulk_worker.queue, *copies)
+    wait_until_acknowledged(redis_client, bulk_worker.queue, DEADLINE_S)
+
+    after = stream_outcomes(redis_client, stream)[before:]
+    run = [o for o in after if o.bulk is not None and o.bulk.bulk_id == bulk_id]
+    assert sorted(o.command_id for o in run) == sorted(
+        [bulk_id, bulk_id, *(f"{bulk_id}#{n}" for n in range(1, 5))]
+    )
+    assert len({o.event_id for o in run}) == 5
+    assert set(seeder.key_numbers(accounts).values()) == {2}

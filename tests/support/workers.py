@@ -24,6 +24,7 @@ from tests.support.keys import (
 )
 from tests.support.probes import CLI
 from tests.support.waiting import poll_until
+from worker import keys
 from worker.dev import processes
 from worker.ops.health_notes import nodes_folder
 
@@ -71,6 +72,11 @@ class WorkerProcess(processes.WorkerProcess):
         stream, the dead letters), and `extra`."""
         client = redis.Redis.from_url(redis_url)
         client.delete(*session_keys_of(self.env), *extra)
+        # An every_account run's senders, one key per message (worker/broker/chunk_senders.py).
+        if "ACCOUNT_RESET_QUEUE" in self.env:
+            senders = keys.chunk_sender(self.env["ACCOUNT_RESET_QUEUE"], "*")
+            for key in client.scan_iter(match=senders):
+                client.delete(key)
         client.close()
 
 

@@ -133,16 +133,21 @@ class CommandTask(Task[Any, str]):
     ) -> None:
         """An every_account reset-session-keys run goes on as its next message, sent after
         this one's commit. A crash before it is sent redelivers this message, whose replay
-        sends it then; a replay whose next message has committed sends nothing: that
-        message's own delivery carries the run on (it is acknowledged only once it has sent
-        its next), and sending it again would set off a second chain of messages behind the
-        first, each replaying and sending its next, to the run's end."""
+        sends it then; a replay whose next message has committed, or was sent, sends nothing:
+        that message's own delivery carries the run on (it is acknowledged only once it has
+        sent its next). Should two copies of a message run, only the delivery that claimed
+        its next sends it (worker/broker/chunk_senders.py): each copy sending would set off a
+        second chain of messages behind the first, to the run's end."""
         if outcome.bulk is None or outcome.appid is None:
             return
         kwargs = next_chunk(payload, outcome.bulk, appid=outcome.appid)
         if kwargs is None:
             return
         if replayed and self._is_recorded(kwargs):
+            return
+        # One sender for each next message: a second copy of this one sends nothing.
+        senders, sender = runtime().chunk_senders, str(self.request.id)
+        if not senders.may_send(kwargs[COMMAND_ID], sender):
             return
         self.app.send_task(
             self.name,
@@ -151,6 +156,7 @@ class CommandTask(Task[Any, str]):
             argsrepr="()",
             kwargsrepr=redacted_kwargs(kwargs),
         )
+        senders.sent(kwargs[COMMAND_ID], sender)
 
     def _is_recorded(self, payload: dict[str, Any]) -> bool:
         """The database holds an outcome for this message (unknown, as when the database is
