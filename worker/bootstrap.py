@@ -143,6 +143,12 @@ def request_fingerprints(settings: Settings) -> RequestFingerprints:
     return RequestFingerprints(key=None) if secret is None else RequestFingerprints.keyed(secret)
 
 
+def outlives_outcomes_s(settings: Settings) -> int:
+    """How long a key that guards a replay lives: a day past the outcomes' retention, after
+    which no replay of their commands can come."""
+    return (settings.outcome_retention_days + 1) * 24 * 3600
+
+
 def dashboard_bookkeeping(
     settings: Settings, cache_client: redis.Redis | None
 ) -> DashboardBookkeeping:
@@ -152,7 +158,7 @@ def dashboard_bookkeeping(
         metrics_store=settings.dashboard_metrics,
         metrics_client=redis_client(metrics_url, settings.redis_options) if metrics_url else None,
         zone=ZoneInfo(settings.dashboard_timezone),
-        marker_ttl_s=(settings.outcome_retention_days + 1) * 24 * 3600,
+        marker_ttl_s=outlives_outcomes_s(settings),
     )
 
 
@@ -242,7 +248,7 @@ def build_runtime(settings: Settings) -> Runtime:
         chunk_senders=ChunkSenders(
             client=redis_client(broker_url(settings), settings.redis_options),
             queue=settings.queue,
-            ttl_s=(settings.outcome_retention_days + 1) * 24 * 3600,
+            ttl_s=outlives_outcomes_s(settings),
         ),
     )
 

@@ -19,7 +19,8 @@ TTL_S = 3600
 def senders(redis_client: redis.Redis) -> Iterator[ChunkSenders]:
     queue = unique("senders-queue")
     yield ChunkSenders(client=redis_client, queue=queue, ttl_s=TTL_S)
-    redis_client.delete(*redis_client.keys(keys.chunk_sender(queue, "*")) or ["-"])
+    for key in redis_client.scan_iter(match=keys.chunk_sender(queue, "*")):
+        redis_client.delete(key)
 
 
 def test_the_first_delivery_to_claim_a_message_alone_may_send_it(senders: ChunkSenders) -> None:

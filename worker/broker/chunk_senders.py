@@ -4,7 +4,7 @@ An every_account reset-session-keys run is a chain: each message, once committed
 next (`schemas.commands.next_chunk`). A crash between that send and the acknowledgement
 redelivers the message, whose replay may send its next again: two copies of one message. Were
 each copy free to send the message after it, and the two pool children took them together, the
-chain would run twice to its end (CI saw 16 events published again for 3 kills). So each next
+chain would run twice to its end (a run of 5 messages gave 10 events, not 6). So each next
 message has one sender, named on the broker's Redis next to the queue: the Celery task id of the
 delivery that first claimed it. That delivery, however often it is redelivered or retried
 (Celery keeps the task id), may send; another copy of the same message may not.
