@@ -14,6 +14,11 @@ REPOSITORY = Path(__file__).parents[2]
 A_REDIS_TEST = (
     "tests/integration/test_cli_output.py::test_failed_list_is_a_row_a_letter_where_it_fits"
 )
+# A unit test that writes files into its tmp_path, quick.
+A_TMP_PATH_TEST = (
+    "tests/unit/test_settings.py::"
+    "test_finding_10_every_password_and_key_compose_passes_comes_from_a_file"
+)
 # A test that kills a worker and its pool with SIGKILL, quick.
 A_WORKER_KILLING_TEST = (
     "tests/e2e/test_worker_processes.py::"
@@ -33,6 +38,22 @@ def test_a_session_that_kills_a_worker_leaves_no_folder(redis_url: str, tmp_path
     which a worker killed with SIGKILL (as the fault and delivery tests do) never removes."""
     env = clean_env(ACCOUNT_RESET_TEST_REDIS_URL=redis_url)
     assert left_in(tmp_path, after_session=A_WORKER_KILLING_TEST, **env) == []
+
+
+def test_a_passing_session_leaves_no_tmp_path_folders(tmp_path: Path) -> None:
+    """A green CI run left 37 MB in /tmp/pytest-of-root: pytest keeps every test's `tmp_path`
+    of the last three sessions by default (165 test folders, 32 MB, from `make test` alone).
+    A session that passes now removes its own; a failing one keeps them to be read."""
+    assert left_in(tmp_path, after_session=A_TMP_PATH_TEST, **clean_env()) == []
+    assert [p.name for p in pytest_folders(tmp_path)] == []
+
+
+def pytest_folders(tmp_path: Path) -> list[Path]:
+    """The `pytest-N` folders in `pytest-of-<user>` under `tmp_path` (pytest's own root and its
+    `pytest-current` link aside)."""
+    return [
+        folder for root in tmp_path.glob("pytest-of-*") for folder in root.glob("pytest-[0-9]*")
+    ]
 
 
 def left_in(tmp_path: Path, *, after_session: str, **env: str) -> list[str]:
