@@ -218,6 +218,11 @@ KOMBU_TYPES = {
     "content-type list": lambda m: m.update({"content-type": ["application/json"]}),
     "content-encoding 7": lambda m: m.update({"content-encoding": 7}),
     "bz2 bomb": _bomb,
+    # Found by review (stop 22): kombu decodes the body before any check and stopped the worker
+    # on both ("Unrecoverable error: Invalid base64-encoded string"), every worker in turn as
+    # the restore sweep put the entry back: one LPUSH stopped the service.
+    "body not base64": lambda m: m.update(body="DLNOB64SECRET!!"),
+    "body a lone surrogate": lambda m: m.update(body="\ud800"),
 }
 
 

@@ -142,6 +142,14 @@ def test_the_virtual_transport_still_delivers_by_queue_name() -> None:
     ]
 
 
+def test_a_message_body_is_still_decoded_by_the_codec_the_entry_check_tries_first() -> None:
+    """The entry check refuses a body kombu's base64 codec refuses: kombu decodes it in
+    `Message.__init__`, before any check of the worker's, and a refusal there stops the worker."""
+    assert "channel.decode_body(body" in source(virtual.Message.__init__)
+    assert "self.codecs.get(encoding).decode" in source(virtual.Channel.decode_body)
+    assert virtual.Channel.codecs["base64"] is transport.BASE64
+
+
 def test_the_transport_options_the_worker_sets_are_still_read_by_kombu() -> None:
     read = kombu_redis.Channel.from_transport_options
     options = transport_options_of_the_worker()

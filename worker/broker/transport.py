@@ -288,7 +288,7 @@ def _readable_by_kombu(payload: dict[str, Any]) -> bool:
         isinstance(delivery.get(name), str) for name in ("exchange", "routing_key")
     ):
         return False
-    if properties.get("body_encoding") != "base64" or not isinstance(payload.get("body"), str):
+    if properties.get("body_encoding") != "base64" or not _decodes(payload.get("body")):
         return False
     if not isinstance(headers, dict) or headers.get("compression") is not None:
         return False
@@ -297,6 +297,21 @@ def _readable_by_kombu(payload: dict[str, Any]) -> bool:
     return all(
         isinstance(payload.get(name, ""), str) for name in ("content-type", "content-encoding")
     )
+
+
+BASE64 = virtual.Channel.codecs["base64"]
+
+
+def _decodes(body: Any) -> bool:
+    """Whether kombu's own base64 codec takes `body`: it decodes the body before any check
+    runs, and stopped the worker on anything it refused (not base64, a lone surrogate)."""
+    if not isinstance(body, str):
+        return False
+    try:
+        BASE64.decode(body)
+    except ValueError:  # binascii.Error, UnicodeEncodeError
+        return False
+    return True
 
 
 def _refuse_unreadable(client: Any, key: str, item: bytes, max_entry_bytes: int) -> None:
