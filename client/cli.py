@@ -140,7 +140,9 @@ def read_secrets(*wanted: Secret) -> list[str]:
             str(click.prompt(s.prompt, hide_input=True, confirmation_prompt=s.confirmed))
             for s in wanted
         ]
-    lines = sys.stdin.read().splitlines()[: len(wanted)]
+    # Only a newline ends a line: str.splitlines also breaks at U+2028, \x0b, \x1c and others,
+    # which cut a password short or shifted one secret into the next.
+    lines = sys.stdin.read().split("\n")[: len(wanted)]
     if len(lines) < len(wanted) or not all(lines):
         *first, last = [s.named for s in wanted]
         listed = f"{', '.join(first)} and {last}, one a line" if first else f"{last}, on a line"

@@ -110,3 +110,19 @@ def test_finding_3_a_code_from_stdin_is_not_printed_and_what_would_be_refused_is
         ),
     }
     assert all(done.stdout == "" for done in refusals.values())
+
+
+def test_a_password_read_from_stdin_is_the_whole_line_not_cut_at_a_unicode_line_break(
+    running_worker: WorkerProcess, seeder: Seeder
+) -> None:
+    """Found by review: standard input was split with str.splitlines, which also breaks at
+    U+2028, U+0085, \\x0b, \\x0c and \\x1c-\\x1e: `Secret12\\u2028tail` made an account whose
+    password was `Secret12`, and such a character in a username shifted the reset code into
+    the new password. Only a newline ends a line now."""
+    password = "Secret12\u2028tail\x0bend\x1c!"
+    created = run_cli(running_worker.env, "accounts", "create",
+                      stdin=f"{unique('user')}\n{password}\n")  # fmt: skip
+
+    account = seeder.load(created.stdout.strip())
+    assert seeder.hasher.password_matches(password, account.password_hash or "")
+    assert not seeder.hasher.password_matches("Secret12", account.password_hash or "")
