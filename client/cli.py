@@ -18,6 +18,7 @@ from client.from_file import read_lines, send_lines, summary, wait_for_lines
 from client.producer import AccountResetClient
 from client.settings import ClientSettings, settings_problems
 from client.tail import EventFilter, tail_events
+from client.terminal_text import escaped
 from schemas import CommandOutcome
 from schemas.json_schema import wire_contract
 
@@ -236,11 +237,12 @@ def events_tail(
 
 
 def _event_row(event: CommandOutcome) -> str:
-    return _row(
+    """One line: a producer's ids shown escaped, never as terminal sequences or a second line."""
+    return _row(*map(escaped, (
         event.occurred_at.isoformat(timespec="seconds"), event.status.value,
         event.code.value if event.code else "-", event.command, event.accountid or "-",
         event.command_id,
-    )  # fmt: skip
+    )))  # fmt: skip
 
 
 def _row(*cells: str) -> str:

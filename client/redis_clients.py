@@ -59,6 +59,13 @@ class SentinelUrl:
     password: str | None = field(default=None, repr=False)
 
 
+# Said of a URL neither parser reads, in place of the parser's text, which may quote a password.
+UNREADABLE_URL = (
+    "is not a URL redis-py reads: percent-encode /, #, ? and @ in a user or password"
+    " (%2F, %23, %3F, %40), and give the port and query options as numbers where they are"
+)
+
+
 def is_sentinel(url: str) -> bool:
     return urlsplit(url).scheme == SENTINEL_SCHEME
 
@@ -75,7 +82,11 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
             raise ValueError(
                 "a Sentinel URL is sentinel://[:password@]host:port[;sentinel://...]/db"
             )
-        sentinels.append((parts.hostname, parts.port or DEFAULT_SENTINEL_PORT))
+        try:
+            port = parts.port
+        except ValueError:  # its text quotes what stood in the port: part of a password, say
+            raise ValueError(f"a Sentinel URL {UNREADABLE_URL}") from None
+        sentinels.append((parts.hostname, port or DEFAULT_SENTINEL_PORT))
         username = unquote(parts.username) if parts.username else username
         password = unquote(parts.password) if parts.password else password
         path = parts.path.strip("/")
@@ -99,6 +110,11 @@ def check_redis_url(url: str | None, options: RedisOptions, *, variable: str) ->
             raise ValueError(f"{variable} is a sentinel:// URL: set ACCOUNT_RESET_SENTINEL_MASTER")
     elif urlsplit(url).scheme not in ("redis", TLS_SCHEME, "unix"):
         raise ValueError(f"{variable} must be a redis://, rediss://, unix:// or sentinel:// URL")
+    else:
+        try:
+            redis_parse_url(url)  # type: ignore[no-untyped-call]
+        except ValueError:  # its text may quote the password: "Port could not be cast ... 'Ab3'"
+            raise ValueError(f"{variable} {UNREADABLE_URL}") from None
 
 
 def _tls_params(options: RedisOptions) -> dict[str, Any]:

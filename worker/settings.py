@@ -134,6 +134,21 @@ class Settings(SharedSettings):
                 "ACCOUNT_RESET_DATABASE_URL must be a sqlite://, postgresql://, mariadb:// or"
                 " mysql:// URL"
             )
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(value)
+        except (ArgumentError, ValueError):  # its text may quote what stood in the port
+            raise ValueError(
+                "ACCOUNT_RESET_DATABASE_URL is not a URL SQLAlchemy reads: percent-encode /, #,"
+                " ?, @ and : in a user or password, and give the port as a number"
+            ) from None
+        if parsed.get_backend_name() == "sqlite" and (parsed.host or parsed.username):
+            raise ValueError(
+                "ACCOUNT_RESET_DATABASE_URL: a SQLite URL names a file, sqlite:///path (or"
+                " sqlite:////absolute/path), with no user, password or host"
+            )
         return value
 
     # Hashes shared with the dashboard. keyed: HASH_KEY is its `dashboardEncryptionKey`, which

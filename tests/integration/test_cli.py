@@ -4,11 +4,13 @@ refuses to start (the worker running: tests/e2e/test_cli_worker.py)."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from tests.support import databases
+from tests.support.ids import unique
 from tests.support.probes import CLI
 from tests.support.workers import clean_env
 from worker.db.engine import create_db_engine
@@ -157,3 +159,80 @@ def test_a_bad_setting_is_one_line_that_names_its_variable(
     assert errors == [errors[0]], result.stderr
     assert errors[0].startswith(f"Error: invalid settings: {named}")
     assert "Traceback" not in result.stderr
+
+
+A_PASSWORD = "Ab3/passwordpart"  # base64 passwords hold a "/"
+UNREADABLE_URLS = [
+    ({"ACCOUNT_RESET_BROKER_URL": f"redis://:{A_PASSWORD}@127.0.0.1:6379/0"}, ["status"],
+     "ACCOUNT_RESET_BROKER_URL "),
+    ({"ACCOUNT_RESET_BROKER_URL": f"redis://:{A_PASSWORD}@127.0.0.1:6379/0"},
+     ["enqueue", "reset-session-key", "--accountid", "a"], "ACCOUNT_RESET_BROKER_URL "),
+    ({"ACCOUNT_RESET_BROKER_URL": f"redis://:{A_PASSWORD}@127.0.0.1:6379/0"},
+     ["events", "tail", "--count", "1"], "ACCOUNT_RESET_BROKER_URL "),
+    ({"ACCOUNT_RESET_BROKER_URL": f"redis://:{A_PASSWORD}@127.0.0.1:6379/0"},
+     ["failed", "list"], "ACCOUNT_RESET_BROKER_URL "),
+    ({"ACCOUNT_RESET_CACHE_URL": f"redis://:{A_PASSWORD}@127.0.0.1:6379/0"},
+     ["failed", "list"], "ACCOUNT_RESET_CACHE_URL "),
+    ({"ACCOUNT_RESET_BROKER_URL": f"sentinel://:{A_PASSWORD}@127.0.0.1:26379/0",
+      "ACCOUNT_RESET_SENTINEL_MASTER": "m"}, ["status"], "ACCOUNT_RESET_BROKER_URL: "),
+    ({"ACCOUNT_RESET_BROKER_URL": "redis://127.0.0.1:6379/0?socket_timeout=passwordpart"},
+     ["status"], "ACCOUNT_RESET_BROKER_URL "),
+    ({"ACCOUNT_RESET_DATABASE_URL": "postgresql://u:p@127.0.0.1:passwordpart/x"},
+     ["db", "current"], "ACCOUNT_RESET_DATABASE_URL "),
+    ({"ACCOUNT_RESET_DATABASE_URL": "sqlite://passwordpart@host/x"}, ["accounts", "create"],
+     "ACCOUNT_RESET_DATABASE_URL: "),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variables", "args", "named"), UNREADABLE_URLS,
+    ids=[f"{next(iter(v))} {' '.join(a[:2])}" for v, a, _ in UNREADABLE_URLS],
+)  # fmt: skip
+def test_a_url_no_parser_reads_is_one_line_without_the_password(
+    variables: dict[str, str], args: list[str], named: str
+) -> None:
+    """Found by review: a password holding "/" (as base64 passwords do) made `status`,
+    `enqueue`, `events tail`, `failed list` and the worker print a traceback ending "Port could
+    not be cast to integer value as 'Ab3'", the password's first part; a SQLite URL with a user
+    was a traceback quoting the whole URL."""
+    result = subprocess.run(
+        [CLI, *args],
+        env=clean_env(
+            ACCOUNT_RESET_ENVIRONMENT="development",
+            ACCOUNT_RESET_HASH_KEY="a-hash-key-for-the-cli-test",
+            **variables,
+        ),
+        input="user\npassword-of-the-account\n", capture_output=True, text=True,
+        timeout=DEADLINE_S,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("no ACCOUNT")]
+    assert errors == [errors[0]], result.stderr
+    assert errors[0].startswith(f"Error: invalid settings: {named}"), result.stderr
+    assert "Ab3" not in result.stderr + result.stdout
+    assert "passwordpart" not in result.stderr + result.stdout
+
+
+def test_an_error_no_command_expects_is_one_line_with_its_type_and_not_its_text(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Found by review: any error the commands did not expect was a traceback, whose text may
+    quote a URL or a secret (a file of commands that is not UTF-8 gave a UnicodeDecodeError
+    traceback). It is one line naming its type; ACCOUNT_RESET_DEBUG=1 shows the traceback."""
+    commands = tmp_path / "commands.jsonl"
+    commands.write_bytes(b'{"accountid": "acct_\xff"}\n')
+    args = [CLI, "enqueue", "reset-session-key", "--from-file", str(commands)]
+    env = clean_env(ACCOUNT_RESET_BROKER_URL=redis_url, ACCOUNT_RESET_QUEUE=unique("unread"))
+
+    said = subprocess.run(args, env=env, capture_output=True, text=True, timeout=DEADLINE_S)
+    debugged = subprocess.run(
+        args, env={**env, "ACCOUNT_RESET_DEBUG": "1"}, capture_output=True, text=True,
+        timeout=DEADLINE_S,
+    )  # fmt: skip
+
+    assert (said.returncode, said.stderr) == (1, (
+        "Error: unexpected UnicodeDecodeError (its text withheld, as it may quote a secret;"
+        " ACCOUNT_RESET_DEBUG=1 shows the traceback)\n"
+    ))  # fmt: skip
+    assert debugged.returncode == 1
+    assert "Traceback" in debugged.stderr

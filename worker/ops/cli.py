@@ -36,9 +36,16 @@ FINDS_THE_BROKER = frozenset({"enqueue", "events", "failed", "health", "status"}
 HELP = "account-reset.asks-for-help"
 
 
+# Set to 1 to see the traceback of an error the commands do not expect (its text withheld).
+DEBUG_VARIABLE = "ACCOUNT_RESET_DEBUG"
+CLICKS_OWN = (click.ClickException, click.exceptions.Exit, click.Abort)
+
+
 class OneLineErrors(click.Group):
     """A Redis or database out of reach, or refusing this user, is one line, not a traceback
-    (the line names the server and the fault, never a password or a value)."""
+    (the line names the server and the fault, never a password or a value). So is any error
+    the commands do not expect: its type, never its text, which may quote a URL or a secret
+    (SQLAlchemy's "Invalid SQLite URL: sqlite://<password>@..."), unless ACCOUNT_RESET_DEBUG=1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         # The subcommand's arguments, unparsed until after the group's callback has run.
@@ -48,9 +55,16 @@ class OneLineErrors(click.Group):
             return super().invoke(ctx)
         except Exception as exc:
             line = _unreachable(exc)
-            if line is None:
+            if line is not None:
+                raise click.ClickException(line) from None
+            if isinstance(exc, ValidationError) and exc.title.endswith("Settings"):
+                raise _invalid_settings(exc) from None
+            if isinstance(exc, CLICKS_OWN) or os.environ.get(DEBUG_VARIABLE) == "1":
                 raise
-            raise click.ClickException(line) from None
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__} (its text withheld, as it may quote a secret;"
+                f" {DEBUG_VARIABLE}=1 shows the traceback)"
+            ) from None
 
 
 def _unreachable(exc: BaseException) -> str | None:

@@ -1,6 +1,7 @@
 """The command line's tables at the console's width: a table when its rows fit on a line each,
 else a narrower form; never an identifier cut short, which an operator copies into the next
-command (`failed show/retry/drop` take the dead letter's id)."""
+command (`failed show/retry/drop` take the dead letter's id). Every value in a cell is a
+producer's text, shown as text with its controls escaped (client/terminal_text.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
+
+from client.terminal_text import untrusted
 
 if TYPE_CHECKING:
     from worker.streams.dead_letters import DeadLetter
@@ -38,19 +42,25 @@ def print_dead_letters(console: Console, letters: Sequence[DeadLetter]) -> None:
     print_fitting(console, table, Group(*(_block(cells) for cells in rows)))
 
 
-def _cells(letter: DeadLetter) -> tuple[str, ...]:
+def _cells(letter: DeadLetter) -> tuple[Text, ...]:
+    """The letter's values as text: the task, ids and detail are whatever a producer sent, which
+    as a string rich would read as markup (`[/evil]` is a MarkupError), and a terminal would
+    obey the control sequences of."""
+    reason = f"{letter.reason.value}: {letter.detail}" + (
+        f" ({letter.cause})" if letter.cause else ""
+    )
     return (
-        letter.letter_id,
-        letter.dead_lettered_at.isoformat(timespec="seconds"),
-        f"{letter.reason.value}: {letter.detail}" + (f" ({letter.cause})" if letter.cause else ""),
-        letter.task or "-",
-        letter.command_id or "-",
-        letter.accountid or "-",
-        "yes" if letter.retryable else "no",
+        untrusted(letter.letter_id),
+        untrusted(letter.dead_lettered_at.isoformat(timespec="seconds")),
+        untrusted(reason),
+        untrusted(letter.task or None),
+        untrusted(letter.command_id or None),
+        untrusted(letter.accountid or None),
+        untrusted("yes" if letter.retryable else "no"),
     )
 
 
-def _block(cells: tuple[str, ...]) -> Table:
+def _block(cells: tuple[Text, ...]) -> Table:
     """One letter as name and value lines; a value too long for its line folds, whole."""
     block = Table.grid(padding=(0, 2), pad_edge=True)
     block.add_column(no_wrap=True, style="bold")
