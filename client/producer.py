@@ -52,6 +52,8 @@ from schemas.fields import (
 # Either spelling of a field is sealed (`new_password` as well as `new-password`).
 SEALABLE = spellings(*SEALABLE_FIELDS)
 CLOCK_ALLOWANCE_S = 60.0
+# A producer only sends, so no read of its broker connection waits long on purpose.
+PRODUCER_SOCKET_TIMEOUTS_S = {"socket_timeout": 10.0, "socket_connect_timeout": 10.0}
 # Resends of this many recent commands reuse their sealed tokens (see `_message`).
 REMEMBERED_SENDS = 10_000
 
@@ -65,7 +67,12 @@ class AccountResetClient:
         self._app.conf.update(
             broker_url=broker.kombu_url,
             broker_use_ssl=broker.ssl or False,
-            broker_transport_options={"priority_steps": [0], **broker.transport_options},
+            # A Redis that takes the connection and never answers: an error, not a wait forever.
+            broker_transport_options={
+                "priority_steps": [0],
+                **PRODUCER_SOCKET_TIMEOUTS_S,
+                **broker.transport_options,
+            },
             task_protocol=2,
             task_serializer="json",
             accept_content=["json"],

@@ -3,6 +3,7 @@ refuses to start (the worker running: tests/e2e/test_cli_worker.py)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -236,3 +237,19 @@ def test_an_error_no_command_expects_is_one_line_with_its_type_and_not_its_text(
     ))  # fmt: skip
     assert debugged.returncode == 1
     assert "Traceback" in debugged.stderr
+
+
+def test_a_redis_that_never_answers_ends_enqueue_in_one_line_not_a_wait_forever() -> None:
+    """Found by review: against a Redis that accepts the connection and never answers,
+    `enqueue reset-session-key` waited until it was killed (40 s in the review, 120 s here):
+    the producer's broker connection had no socket timeout. It ends after 10 s, in one line."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; no one answers
+        port = silent.getsockname()[1]
+        result = subprocess.run(
+            [CLI, "enqueue", "reset-session-key", "--accountid", "acct_1"],
+            env=clean_env(ACCOUNT_RESET_BROKER_URL=f"redis://127.0.0.1:{port}/0"),
+            capture_output=True, text=True, timeout=DEADLINE_S,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: cannot reach Redis: Timeout")
+    assert len(result.stderr.splitlines()) == 1
