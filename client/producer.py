@@ -31,7 +31,7 @@ from client.bulk import (
     new_bulk_id,
 )
 from client.events import wait_for_outcomes
-from client.redis_clients import broker_connection, redis_client
+from client.redis_clients import SOCKET_TIMEOUTS_S, broker_connection, redis_client
 from client.sealing import Binding, fernet_keys, multi_fernet, seal
 from client.settings import ClientSettings
 from client.signing import sign_messages
@@ -52,8 +52,6 @@ from schemas.fields import (
 # Either spelling of a field is sealed (`new_password` as well as `new-password`).
 SEALABLE = spellings(*SEALABLE_FIELDS)
 CLOCK_ALLOWANCE_S = 60.0
-# A producer only sends, so no read of its broker connection waits long on purpose.
-PRODUCER_SOCKET_TIMEOUTS_S = {"socket_timeout": 10.0, "socket_connect_timeout": 10.0}
 # Resends of this many recent commands reuse their sealed tokens (see `_message`).
 REMEMBERED_SENDS = 10_000
 
@@ -70,7 +68,7 @@ class AccountResetClient:
             # A Redis that takes the connection and never answers: an error, not a wait forever.
             broker_transport_options={
                 "priority_steps": [0],
-                **PRODUCER_SOCKET_TIMEOUTS_S,
+                **SOCKET_TIMEOUTS_S,
                 **broker.transport_options,
             },
             task_protocol=2,

@@ -32,9 +32,10 @@ TLS_SCHEME = "rediss"
 DEFAULT_SENTINEL_PORT = 26379
 # Under a transport class of the worker's own, kombu reads no scheme: TLS is asked for here.
 # kombu sets no socket timeout, and redis-py makes the TLS handshake under the read timeout: a
-# TLS client of a plaintext server would wait for ever (the server waits for a line's end). Well
-# above kombu's 1 s blocking take, so a wait for a message never runs into it.
-TLS_SOCKET_TIMEOUTS_S = {"socket_timeout": 10.0, "socket_connect_timeout": 10.0}
+# TLS client of a plaintext server would wait for ever (the server waits for a line's end), and
+# a producer of a Redis that never answers too (client/producer.py). Well above kombu's 1 s
+# blocking take, so a wait for a message never runs into it.
+SOCKET_TIMEOUTS_S = {"socket_timeout": 10.0, "socket_connect_timeout": 10.0}
 CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 
@@ -196,7 +197,7 @@ def broker_connection(url: str, options: RedisOptions | None = None) -> BrokerCo
             url=f"{SENTINEL_SCHEME}://{credentials}{host}:{port}/{target.db}",
             ssl=tls,
             transport_options={
-                **(TLS_SOCKET_TIMEOUTS_S if tls is not None else {}),
+                **(SOCKET_TIMEOUTS_S if tls is not None else {}),
                 "master_name": options.sentinel_master,
                 "sentinels": target.sentinels,
                 "sentinel_kwargs": sentinel_kwargs or None,
@@ -217,7 +218,7 @@ def broker_connection(url: str, options: RedisOptions | None = None) -> BrokerCo
     return BrokerConnection(
         url=plain,
         ssl=_kombu_ssl(given, options),
-        transport_options=dict(TLS_SOCKET_TIMEOUTS_S),
+        transport_options=dict(SOCKET_TIMEOUTS_S),
         sentinel=False,
         kombu_url=plain,
     )

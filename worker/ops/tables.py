@@ -49,15 +49,11 @@ def _cells(letter: DeadLetter) -> tuple[Text, ...]:
     reason = f"{letter.reason.value}: {letter.detail}" + (
         f" ({letter.cause})" if letter.cause else ""
     )
-    return (
-        untrusted(letter.letter_id),
-        untrusted(letter.dead_lettered_at.isoformat(timespec="seconds")),
-        untrusted(reason),
-        untrusted(letter.task or None),
-        untrusted(letter.command_id or None),
-        untrusted(letter.accountid or None),
-        untrusted("yes" if letter.retryable else "no"),
-    )
+    return tuple(map(untrusted, (
+        letter.letter_id, letter.dead_lettered_at.isoformat(timespec="seconds"), reason,
+        letter.task or None, letter.command_id or None, letter.accountid or None,
+        "yes" if letter.retryable else "no",
+    )))  # fmt: skip
 
 
 def _block(cells: tuple[Text, ...]) -> Table:
